@@ -1,0 +1,211 @@
+"""``celebae``: one command, a subcommand per job. Each parses arguments and calls one public function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from .errors import CelebaeError
+from .settings import Settings, load_settings
+
+log = logging.getLogger("celebae")
+
+
+def _field_type(name: str) -> type:
+    """The plain type of a Settings field: ``int | None`` → int."""
+    hint = typing.get_type_hints(Settings)[name]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    """One ``--flag`` per Settings field (``batch_size`` → ``--batch-size``); unset flags stay None."""
+    group = parser.add_argument_group("run settings (also settable in a --config TOML file)")
+    for f in fields(Settings):
+        if only is not None and f.name not in only:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = _field_type(f.name)
+        default_text = f" (default: {f.default})" if f.default is not None else ""
+        if kind is bool:
+            group.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"] + default_text
+            )
+        else:
+            group.add_argument(
+                flag, type=kind, default=None, metavar=f.name.upper(), help=f.metadata["help"] + default_text
+            )
+
+
+def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -> Settings:
+    """Settings = defaults ← --config file (or ``base``) ← flags given on the command line."""
+    values = base.to_dict() if base else {}
+    if getattr(args, "config", None):
+        values.update(load_settings(args.config).to_dict())
+    values.update({f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name, None) is not None})
+    return Settings.from_dict(values)
+
+
+# ---- subcommands -------------------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    base = None
+    if args.resume:
+        if not args.out:
+            raise CelebaeError("--resume needs --out RUN, the run directory to continue")
+        config = Path(args.out) / "config.json"
+        if not config.exists():
+            raise CelebaeError(f"nothing to resume in {args.out}: no config.json; drop --resume to start a new run")
+        base = load_settings(config)
+    summary = train(settings_from_args(args, base), resume=args.resume, progress=not args.quiet)
+    if summary:
+        print(
+            json.dumps(
+                {
+                    k: summary[k]
+                    for k in ("train_mse", "val_mse", "test_mse", "test_psnr", "params", "train_images_per_s", "wall_s")
+                },
+                indent=1,
+            )
+        )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    result = evaluate(args.run, args.split, args.checkpoint, args.device, data=args.data)
+    print(f"{args.split}: MSE {result['mse']:.6f}  PSNR {result['psnr']:.2f} dB  ({result['images']} images)")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .plots import save_grid
+    from .runs import load
+
+    trained = load(args.run, args.checkpoint, args.device)
+    inputs, outputs = trained.reconstruct(args.images)
+    print(save_grid([inputs, outputs], args.out))
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data import SPLITS, load_split, open_source
+
+    settings = settings_from_args(args)
+    source = open_source(settings.data, settings.synthetic_size, settings.split_seed)
+    log.info("data %s", source.describe())
+    for split in SPLITS:
+        prepared = load_split(settings, split, progress=not args.quiet, source=source)
+        print(f"{split}: {len(prepared.files):,} images → {prepared.path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    print(demo(args.out, args.data, quick=args.quick))
+    return 0
+
+
+# ---- the parser ------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="celebae", description="Deep convolutional autoencoders for CelebA faces (train, evaluate, use)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("train", cmd_train, "Train an autoencoder into a run directory.")
+    p.add_argument("--config", help="TOML file of settings (flags given here override it)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_settings_arguments(p)
+
+    p = command("evaluate", cmd_evaluate, "Score a trained run: MSE and PSNR on a split.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--data", help="score on this data instead of the run's own")
+    p.add_argument("--device", default="auto")
+
+    p = command("reconstruct", cmd_reconstruct, "Reconstruct image files: a grid, inputs above, outputs below.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("images", nargs="+", help="image files (any size; cropped as the run was trained)")
+    p.add_argument("--out", default="reconstructions.png", help="grid PNG to write")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--device", default="auto")
+
+    p = command("prepare", cmd_prepare, "Decode a data set's splits into the uint8 cache ahead of training.")
+    p.add_argument("--config", help="TOML file of settings")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_settings_arguments(
+        p,
+        only=(
+            "data",
+            "synthetic_size",
+            "crop",
+            "limit_train",
+            "limit_val",
+            "limit_test",
+            "split_seed",
+            "strict_images",
+            "cache_dir",
+        ),
+    )
+
+    p = command(
+        "demo",
+        cmd_demo,
+        "Train conv and pool briefly (synthetic faces, or ./data/celeba if present) "
+        "and write curves, reconstructions and summaries.",
+    )
+    p.add_argument("--out", default="runs/demo", help="folder for the demo's runs and figures")
+    p.add_argument("--data", help="data to use (default: ./data/celeba if present, else synthetic)")
+    p.add_argument("--quick", action="store_true", help="a few steps only (a smoke test)")
+    return parser
+
+
+class _Format(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        return args.func(args)
+    except CelebaeError as err:
+        print(f"celebae: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("celebae: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

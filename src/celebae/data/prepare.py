@@ -1,0 +1,217 @@
+"""Decode a split once into a uint8 N×3×128×128 ``.npy`` (memory-mappable) plus a JSON manifest.
+
+The cache key covers the source (kind, folder, item list, each file's size and
+modification time), the crop recipe and the cache format, so a prepared split
+is reused until one of them changes. Decoding uses every core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL
+from tqdm import tqdm
+
+from ..errors import CelebaeError
+from .images import CROPS, SIZE, BadImage, load_image
+from .sources import Source
+from .synthetic import draw_face
+
+log = logging.getLogger("celebae")
+
+CACHE_FORMAT = 1
+_CHUNK = 64  # images per worker task
+
+
+@dataclass
+class PreparedSplit:
+    images: np.ndarray  # uint8 N×3×SIZE×SIZE, memory-mapped from ``path``
+    files: list[str]  # item names, in row order
+    path: Path
+    manifest: dict
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CELEBAE_CACHE") or Path.home() / ".cache" / "celebae")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _fingerprint(source: Source, items: list[str], crop: str) -> str:
+    h = hashlib.sha256()
+    head = {
+        "format": CACHE_FORMAT,
+        "kind": source.kind,
+        "seed": source.seed,
+        "crop": crop,
+        "size": SIZE,
+        "root": str(source.root.resolve()) if source.root else None,
+    }
+    h.update(json.dumps(head, sort_keys=True).encode())
+    for item in items:
+        h.update(item.encode() + b"\0")
+        if source.root is not None:
+            st = os.stat(source.root / item)
+            h.update(f"{st.st_size}:{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()
+
+
+def _decode_chunk(task: tuple) -> list[tuple[int, str | None, bool]]:
+    """Worker: decode items into rows of the shared memory-mapped array; report failures, don't raise."""
+    out_path, start, items, kind, root, seed, crop = task
+    out = np.load(out_path, mmap_mode="r+")
+    report = []
+    for i, item in enumerate(items, start):
+        try:
+            if kind == "synthetic":
+                out[i], upscaled = draw_face(int(item), seed), False
+            else:
+                out[i], upscaled = load_image(os.path.join(root, item), crop)
+            report.append((i, None, upscaled))
+        except BadImage as err:
+            report.append((i, str(err), False))
+    out.flush()
+    return report
+
+
+def prepare_split(
+    source: Source,
+    split: str,
+    crop: str = "resize-crop",
+    limit: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    strict: bool = False,
+    progress: bool = True,
+) -> PreparedSplit:
+    """The ``split`` of ``source`` as a prepared uint8 array, decoding it only if no valid cache exists.
+
+    ``limit`` keeps the first N items. Unreadable images are skipped with a warning naming each,
+    or raise when ``strict``.
+    """
+    if crop not in CROPS:
+        raise CelebaeError(f"unknown crop {crop!r}; choose one of {', '.join(CROPS)}")
+    items = source.splits[split][: limit if limit is not None else None]
+    if not items:
+        raise CelebaeError(
+            f"the {split} split of {source.kind} data {source.root or ''} is empty; "
+            "use a source with images in every split"
+        )
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    key = _fingerprint(source, items, crop)
+    stem = cache / f"{source.kind}-{split}-{len(items)}-{key[:16]}"
+    npy, manifest_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
+    if manifest_path.exists() and npy.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("key") == key:
+            return PreparedSplit(np.load(npy, mmap_mode="r"), manifest["files"], npy, manifest)
+
+    t0 = time.perf_counter()
+    tmp = stem.with_name(f"{stem.name}.tmp{os.getpid()}.npy")
+    np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(items), 3, SIZE, SIZE)).flush()
+    root = str(source.root) if source.root else ""
+    tasks = [
+        (str(tmp), s, items[s : s + _CHUNK], source.kind, root, source.seed, crop) for s in range(0, len(items), _CHUNK)
+    ]
+    workers = max(1, min(workers or available_cores(), len(tasks)))
+    bad: list[tuple[str, str]] = []
+    upscaled: list[str] = []
+    bar = tqdm(total=len(items), unit="img", desc=f"prepare {split}", disable=None if progress else True, leave=False)
+    try:
+        if workers == 1:
+            results = map(_decode_chunk, tasks)
+        else:
+            # fork: workers inherit the imports; they use Pillow and NumPy only, never torch.
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            pool = ctx.Pool(workers)
+            results = pool.imap_unordered(_decode_chunk, tasks)
+        for report in results:
+            for i, error, up in report:
+                if error is not None:
+                    bad.append((items[i], error))
+                    if strict:
+                        raise CelebaeError(
+                            f"image {_where(source, items[i])} is {error}; fix or remove it "
+                            "(or drop --strict-images to skip bad images)"
+                        )
+                elif up:
+                    upscaled.append(items[i])
+            bar.update(len(report))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+        if workers > 1:
+            pool.terminate()
+    seconds = time.perf_counter() - t0
+
+    bad_names = {name for name, _ in bad}
+    files = [item for item in items if item not in bad_names]
+    for name, error in bad[:10]:
+        log.warning("skipped image %s: %s", _where(source, name), error)
+    if bad:
+        log.warning("skipped %d unreadable image(s) of %d in the %s split", len(bad), len(items), split)
+    if upscaled:
+        log.warning(
+            "%d image(s) smaller than %d px were upscaled to %d×%d (first: %s)",
+            len(upscaled),
+            SIZE,
+            SIZE,
+            SIZE,
+            _where(source, upscaled[0]),
+        )
+    if not files:
+        tmp.unlink(missing_ok=True)
+        raise CelebaeError(f"no readable images in the {split} split of {source.root}; every file failed to decode")
+    if bad:  # compact: keep the good rows only
+        keep = np.array([i for i, item in enumerate(items) if item not in bad_names])
+        full = np.load(tmp, mmap_mode="r")
+        kept = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(keep), 3, SIZE, SIZE))
+        for s in range(0, len(keep), 1024):
+            kept[s : s + 1024] = full[keep[s : s + 1024]]
+        kept.flush()
+        del full, kept
+        tmp.unlink()
+    else:
+        os.replace(tmp, npy)
+    manifest = {
+        "key": key,
+        "format": CACHE_FORMAT,
+        "source": source.kind,
+        "root": str(source.root.resolve()) if source.root else None,
+        "seed": source.seed,
+        "split": split,
+        "crop": crop,
+        "size": SIZE,
+        "count": len(files),
+        "files": files,
+        "skipped": [{"file": n, "reason": e} for n, e in bad],
+        "upscaled": upscaled,
+        "seconds": round(seconds, 3),
+        "workers": workers,
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, "pillow": PIL.__version__},
+    }
+    manifest_tmp = manifest_path.with_name(manifest_path.name + f".tmp{os.getpid()}")
+    manifest_tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(manifest_tmp, manifest_path)
+    return PreparedSplit(np.load(npy, mmap_mode="r"), files, npy, manifest)
+
+
+def _where(source: Source, item: str) -> str:
+    return str(source.root / item) if source.root else f"synthetic face {item}"

@@ -1,0 +1,159 @@
+"""The report's two convolutional autoencoders, layer by layer.
+
+Both map a 3×128×128 image in [-1, 1] to a 256-number code and back. The
+reading implemented here is ``shared/reference/architecture.md``; every
+convolution has kernel 4 and no bias, BatchNorm uses PyTorch's defaults.
+
+Model 1, ``conv`` (``ConvAutoencoder``), widths a = ``nf_enc``, b = ``nf_dec``::
+
+    3×128² ─Conv s2→ a×64² ─→ 2a×32² ─→ 4a×16² ─→ 8a×8² ─→ 16a×4² ─Conv s1 p0→ 256×1²   (code)
+    256×1² ─ConvT s1 p0→ 16b×4² ─→ 8b×8² ─→ 4b×16² ─→ 2b×32² ─→ b×64² ─ConvT s2→ 3×128², tanh
+            (encoder: Conv + BN + LeakyReLU;  decoder: ConvT + BN + ReLU, none after the last)
+
+Model 2, ``pool`` (``PoolAutoencoder``), width c (the report's c = 16 gives a 256 code)::
+
+    3×128² ─Conv→ c×64² ─MaxPool→ c×32² ─Conv→ 2c×16² ─MaxPool→ 2c×8² ─Conv→ 4c×4² ─MaxPool→ 4c×2²  (code, 16c)
+    4c×2² ─Up×2→ 4c×4² ─ConvT→ 2c×8² ─Up×2→ 2c×16² ─ConvT→ c×32² ─Up×2→ c×64² ─ConvT→ 3×128², tanh
+
+``encode`` returns the code flattened to N×``code_size`` for both models, so
+codes from either can be used as feature vectors the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .errors import CelebaeError
+
+IMAGE_SHAPE = (3, 128, 128)
+IMAGE_NUMEL = 3 * 128 * 128
+
+
+def _down(c_in: int, c_out: int, slope: float, stride: int = 2, padding: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 4, stride, padding, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.LeakyReLU(slope, inplace=True),
+    )
+
+
+def _up(c_in: int, c_out: int, stride: int = 2, padding: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(c_in, c_out, 4, stride, padding, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _to_rgb(c_in: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(c_in, 3, 4, 2, 1, bias=False), nn.Tanh())
+
+
+class Autoencoder(nn.Module):
+    """An encoder/decoder pair with a flat code of ``code_size`` numbers."""
+
+    code_shape: tuple[int, int, int]
+
+    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, code_shape: tuple[int, int, int]):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.code_shape = code_shape
+
+    @property
+    def code_size(self) -> int:
+        c, h, w = self.code_shape
+        return c * h * w
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """N×3×128×128 images in [-1, 1] → N×code_size codes."""
+        return self.encoder(x).flatten(1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """N×code_size codes → N×3×128×128 images in [-1, 1]."""
+        return self.decoder(z.reshape(z.shape[0], *self.code_shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class ConvAutoencoder(Autoencoder):
+    """Model 1: five strided convolutions down to 16a×4×4, one 4×4 convolution to the 256 code."""
+
+    def __init__(self, nf_enc: int = 64, nf_dec: int = 64, slope: float = 0.2, code: int = 256):
+        a, b = nf_enc, nf_dec
+        encoder = nn.Sequential(
+            _down(3, a, slope),
+            _down(a, 2 * a, slope),
+            _down(2 * a, 4 * a, slope),
+            _down(4 * a, 8 * a, slope),
+            _down(8 * a, 16 * a, slope),
+            _down(16 * a, code, slope, stride=1, padding=0),
+        )
+        decoder = nn.Sequential(
+            _up(code, 16 * b, stride=1, padding=0),
+            _up(16 * b, 8 * b),
+            _up(8 * b, 4 * b),
+            _up(4 * b, 2 * b),
+            _up(2 * b, b),
+            _to_rgb(b),
+        )
+        super().__init__(encoder, decoder, (code, 1, 1))
+
+
+class PoolAutoencoder(Autoencoder):
+    """Model 2: Model 1 with every other layer swapped for max pooling / nearest upsampling."""
+
+    def __init__(self, nf: int = 16, slope: float = 0.2):
+        c = nf
+        encoder = nn.Sequential(
+            _down(3, c, slope),
+            nn.MaxPool2d(2),
+            _down(c, 2 * c, slope),
+            nn.MaxPool2d(2),
+            _down(2 * c, 4 * c, slope),
+            nn.MaxPool2d(2),
+        )
+        decoder = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            _up(4 * c, 2 * c),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            _up(2 * c, c),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            _to_rgb(c),
+        )
+        super().__init__(encoder, decoder, (4 * c, 2, 2))
+
+
+def _build_conv(nf: int = 64, nf_enc: int | None = None, nf_dec: int | None = None, slope: float = 0.2) -> Autoencoder:
+    return ConvAutoencoder(nf_enc or nf, nf_dec or nf, slope)
+
+
+def _build_pool(nf: int = 16, nf_enc: int | None = None, nf_dec: int | None = None, slope: float = 0.2) -> Autoencoder:
+    if nf_enc not in (None, nf) or nf_dec not in (None, nf):
+        raise CelebaeError("model 'pool' has one width: set nf, not nf_enc/nf_dec")
+    return PoolAutoencoder(nf, slope)
+
+
+# name → builder(nf, nf_enc, nf_dec, slope). The CLI, checkpoints and sweeps all build through here.
+MODELS: dict[str, Callable[..., Autoencoder]] = {"conv": _build_conv, "pool": _build_pool}
+
+
+def build_model(
+    name: str, nf: int = 64, nf_enc: int | None = None, nf_dec: int | None = None, slope: float = 0.2
+) -> Autoencoder:
+    """Build a registered autoencoder: ``build_model("conv", nf=64)``, ``build_model("pool", nf=16)``."""
+    if name not in MODELS:
+        raise CelebaeError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    for label, width in (("nf", nf), ("nf_enc", nf_enc), ("nf_dec", nf_dec)):
+        if width is not None and width < 1:
+            raise CelebaeError(f"{label} must be a positive width, got {width}")
+    return MODELS[name](nf=nf, nf_enc=nf_enc, nf_dec=nf_dec, slope=slope)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable parameters (BatchNorm's running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

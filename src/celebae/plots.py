@@ -1,0 +1,74 @@
+"""Figures like the report's: reconstruction grids (inputs above, outputs below) and loss curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def image_grid(rows: Sequence[np.ndarray | torch.Tensor], pad: int = 2, fill: int = 255) -> Image.Image:
+    """Rows of uint8 N×3×H×W images → one picture, ``pad`` pixels between cells."""
+    rows = [r.cpu().numpy() if torch.is_tensor(r) else np.asarray(r) for r in rows]
+    cols = max(len(r) for r in rows)
+    _, h, w = rows[0].shape[1:]
+    canvas = np.full((len(rows) * (h + pad) + pad, cols * (w + pad) + pad, 3), fill, np.uint8)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            canvas[y : y + h, x : x + w] = img.transpose(1, 2, 0)
+    return Image.fromarray(canvas)
+
+
+def save_grid(rows: Sequence[np.ndarray | torch.Tensor], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(rows).save(path)
+    return path
+
+
+def _smooth(y: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(y) < window:
+        return y
+    return np.convolve(y, np.ones(window) / window, mode="valid")
+
+
+def plot_losses(
+    curves: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str = "MSE loss",
+    title: str | None = None,
+    smooth: int = 1,
+    log_y: bool = True,
+) -> Path:
+    """One labelled line per run: ``curves`` maps a label (``conv bs=32 nf=16``) to (x, y)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for label, (x, y) in curves.items():
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        if smooth > 1 and len(y) >= smooth:
+            y = _smooth(y, smooth)
+            x = x[smooth - 1 :]
+        ax.plot(x, y, label=label, marker="o" if len(x) <= 20 else None, markersize=3, linewidth=1.4)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,110 @@
+"""The two architectures against architecture.md: shapes, ranges, exact parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from celebae import CelebaeError, ConvAutoencoder, PoolAutoencoder, build_model, count_parameters
+
+# architecture.md's table: nf → (encoder, decoder, total)
+CONV_PARAMS = {
+    16: (1_747_168, 1_746_656, 3_493_824),
+    32: (4_886_464, 4_885_952, 9_772_416),
+    64: (15_342_976, 15_342_464, 30_685_440),
+    128: (52_967_680, 52_967_168, 105_934_848),
+}
+CASES = [("conv", nf) for nf in CONV_PARAMS] + [("pool", 16)]
+
+
+def expected_params(name: str, nf: int) -> tuple[int, int, int]:
+    if name == "conv":
+        return CONV_PARAMS[nf]
+    enc, dec = 160 * nf * nf + 62 * nf, 160 * nf * nf + 54 * nf  # 41,952 + 41,824 at nf = 16
+    return enc, dec, enc + dec
+
+
+def layer_shapes(name: str, nf: int) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Each encoder and decoder layer's output (C, H, W), from architecture.md's tables."""
+    a = nf
+    if name == "conv":
+        enc = [(a, 64, 64), (2 * a, 32, 32), (4 * a, 16, 16), (8 * a, 8, 8), (16 * a, 4, 4), (256, 1, 1)]
+        dec = [(16 * a, 4, 4), (8 * a, 8, 8), (4 * a, 16, 16), (2 * a, 32, 32), (a, 64, 64), (3, 128, 128)]
+    else:
+        enc = [(a, 64, 64), (a, 32, 32), (2 * a, 16, 16), (2 * a, 8, 8), (4 * a, 4, 4), (4 * a, 2, 2)]
+        dec = [(4 * a, 4, 4), (2 * a, 8, 8), (2 * a, 16, 16), (a, 32, 32), (a, 64, 64), (3, 128, 128)]
+    return enc, dec
+
+
+@pytest.mark.parametrize("name,nf", CASES)
+def test_parameter_counts_match_the_table(name: str, nf: int) -> None:
+    model = build_model(name, nf=nf)
+    enc, dec, total = expected_params(name, nf)
+    assert count_parameters(model.encoder) == enc
+    assert count_parameters(model.decoder) == dec
+    assert count_parameters(model) == total
+
+
+def test_conv_nf64_has_the_authors_published_count() -> None:
+    assert count_parameters(build_model("conv", nf=64)) == 30_685_440
+
+
+@pytest.mark.parametrize("name,nf", CASES)
+def test_every_layer_output_shape(name: str, nf: int) -> None:
+    model = build_model(name, nf=nf).eval()
+    enc_shapes, dec_shapes = layer_shapes(name, nf)
+    h = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        for layer, shape in zip(model.encoder, enc_shapes, strict=True):
+            h = layer(h)
+            assert tuple(h.shape[1:]) == shape, layer
+        assert model.code_size == 256 if nf == 16 or name == "conv" else 16 * nf
+        for layer, shape in zip(model.decoder, dec_shapes, strict=True):
+            h = layer(h)
+            assert tuple(h.shape[1:]) == shape, layer
+
+
+@pytest.mark.parametrize("name,nf", CASES)
+def test_forward_encode_decode(name: str, nf: int) -> None:
+    model = build_model(name, nf=nf).eval()
+    x = torch.rand(2, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        z = model.encode(x)
+        y = model(x)
+        assert z.shape == (2, 256)
+        assert y.shape == x.shape
+        assert torch.equal(model.decode(z), y)
+        assert y.min() >= -1 and y.max() <= 1
+        assert y.std() > 0  # not a constant output
+
+
+def test_layers_are_kernel4_without_bias_and_activations_as_stated() -> None:
+    model = build_model("conv", nf=16, slope=0.2)
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert len(convs) == 12
+    assert all(m.kernel_size == (4, 4) and m.bias is None for m in convs)
+    assert [m.negative_slope for m in model.encoder.modules() if isinstance(m, nn.LeakyReLU)] == [0.2] * 6
+    assert sum(isinstance(m, nn.ReLU) for m in model.decoder.modules()) == 5
+    assert isinstance(model.decoder[-1][-1], nn.Tanh)
+    # slope 1.0 is the authors' code as written (LeakyReLU(True)): the encoder is linear
+    authors = build_model("conv", nf=16, slope=1.0)
+    assert {m.negative_slope for m in authors.modules() if isinstance(m, nn.LeakyReLU)} == {1.0}
+
+
+def test_separate_encoder_and_decoder_widths() -> None:
+    model = build_model("conv", nf_enc=16, nf_dec=32)
+    a, b = 16, 32
+    assert count_parameters(model.encoder) == 2720 * a * a + 65646 * a + 512
+    assert count_parameters(model.decoder) == 2720 * b * b + 65646 * b
+    assert isinstance(model, ConvAutoencoder)
+    assert isinstance(build_model("pool"), PoolAutoencoder)
+
+
+def test_bad_model_requests_are_one_line_errors() -> None:
+    with pytest.raises(CelebaeError, match="unknown model 'vae'"):
+        build_model("vae")
+    with pytest.raises(CelebaeError, match="one width"):
+        build_model("pool", nf=16, nf_enc=32)
+    with pytest.raises(CelebaeError, match="nf must be a positive"):
+        build_model("conv", nf=0)

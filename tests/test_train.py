@@ -1,0 +1,180 @@
+"""Training end to end: artefacts, falling loss, exact resume, interruption, bad settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny
+from safetensors.torch import load_file
+
+import celebae
+from celebae import CelebaeError, Settings, read_metrics, train
+from celebae.checkpoint import read_metadata
+
+SUMMARY_KEYS = {"train_mse", "val_mse", "test_mse", "test_psnr", "params", "train_images_per_s", "wall_s"}
+
+
+def test_a_run_writes_every_artefact(tmp_path: Path) -> None:
+    summary = train(tiny(tmp_path), progress=False)
+    run = tmp_path / "run"
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "summary.json",
+        "reconstructions.png",
+        "loss.png",
+        "checkpoints/last.safetensors",
+        "checkpoints/last.state.safetensors",
+        "checkpoints/best.safetensors",
+    ):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").iterdir())
+    assert set(summary) >= SUMMARY_KEYS
+    assert summary == json.loads((run / "summary.json").read_text())
+    assert summary["params"] == celebae.count_parameters(celebae.build_model("conv", nf=8))
+    assert summary["splits"] == {"train": 64, "val": 20, "test": 16}
+    assert summary["steps"] == 2 * 64 // 16 and summary["compression"]["ratio"] == 192
+    assert 0 < summary["test_mse"] < 1 and summary["test_psnr"] > 5
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows if r["kind"] == "step"] == list(range(1, 9))
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert epochs[-1]["val_loss"] == pytest.approx(summary["val_mse"], rel=1e-6)
+    assert json.loads((run / "config.json").read_text())["nf"] == 8
+    assert read_metadata(run / "checkpoints" / "best.safetensors")["settings"]["model"] == "conv"
+
+
+def test_loss_falls_on_synthetic_faces(tmp_path: Path) -> None:
+    summary = train(tiny(tmp_path, epochs=4, limit_train=128, batch_size=16, lr=2e-3), progress=False)
+    losses = [r["train_loss"] for r in read_metrics(tmp_path / "run") if r["kind"] == "step"]
+    assert sum(losses[-5:]) / 5 < 0.75 * sum(losses[:5]) / 5
+    assert summary["val_mse"] < 0.8 * losses[0]
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    straight = tiny(tmp_path, out=str(tmp_path / "straight"))
+    train(straight, progress=False)
+    split = tiny(tmp_path, out=str(tmp_path / "split"), epochs=1)
+    train(split, progress=False)
+    train(split.replace(epochs=2), resume=True, progress=False)
+    a, b = (load_file(tmp_path / n / "checkpoints" / "last.safetensors") for n in ("straight", "split"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ra, rb = (read_metrics(tmp_path / n) for n in ("straight", "split"))
+    assert [(r["kind"], r["step"], r["train_loss"], r["val_loss"]) for r in ra] == [
+        (r["kind"], r["step"], r["train_loss"], r["val_loss"]) for r in rb
+    ]
+    sa, sb = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("straight", "split"))
+    assert sa["test_mse"] == sb["test_mse"] and sa["steps"] == sb["steps"] == 8
+
+
+def test_runs_are_never_overwritten_and_resume_checks_settings(tmp_path: Path) -> None:
+    settings = tiny(tmp_path, epochs=1)
+    train(settings, progress=False)
+    with pytest.raises(CelebaeError, match="already holds a run; pass --resume"):
+        train(settings, progress=False)
+    with pytest.raises(CelebaeError, match=r"cannot resume .* \(nf: 8 → 16\)"):
+        train(settings.replace(nf=16, epochs=2), resume=True, progress=False)
+    with pytest.raises(CelebaeError, match="nothing to resume"):
+        train(settings.replace(out=str(tmp_path / "new")), resume=True, progress=False)
+
+
+def test_too_few_images_for_a_batch(tmp_path: Path) -> None:
+    with pytest.raises(CelebaeError, match="fewer than one batch of 128"):
+        train(tiny(tmp_path, batch_size=128), progress=False)
+
+
+def test_a_failed_write_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    settings = tiny(tmp_path, epochs=1)
+    train(settings, progress=False)
+    last = tmp_path / "run" / "checkpoints" / "last.safetensors"
+    before = last.read_bytes()
+    import celebae.checkpoint as ckpt
+
+    def dies_mid_write(tensors, path, metadata=None):
+        Path(path).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_file", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        train(settings.replace(epochs=2), resume=True, progress=False)
+    assert last.read_bytes() == before
+    monkeypatch.undo()
+    train(settings.replace(epochs=2), resume=True, progress=False)
+    assert read_metadata(last)["position"]["epoch"] == 2
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    train(tiny(tmp_path, epochs=1), progress=False)
+    best = tmp_path / "run" / "checkpoints" / "best.safetensors"
+    best.write_bytes(best.read_bytes()[:100])
+    with pytest.raises(CelebaeError, match="unreadable"):
+        celebae.load(tmp_path / "run")
+
+
+def test_ctrl_c_saves_and_the_run_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "celebae",
+        "train",
+        "--data",
+        "synthetic",
+        "--synthetic-size",
+        "400",
+        "--nf",
+        "8",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "3",
+        "--limit-val",
+        "8",
+        "--limit-test",
+        "8",
+        "--log-every",
+        "1",
+        "--quiet",
+        "--out",
+        str(run),
+    ]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=os.environ)
+    deadline = time.time() + 120
+    while (
+        time.time() < deadline
+        and not (run / "metrics.csv").exists()
+        or len((run / "metrics.csv").read_text().splitlines()) < 4
+    ):
+        time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err and "Traceback" not in err
+    position = read_metadata(run / "checkpoints" / "last.safetensors")["position"]
+    assert 0 < position["step"] < 3 * 320 // 8
+    steps = [r["step"] for r in read_metrics(run) if r["kind"] == "step"]
+    assert steps == list(range(1, position["step"] + 1))
+    done = subprocess.run(cmd + ["--resume", "--epochs", "1"], capture_output=True, text=True, env=os.environ)
+    assert done.returncode == 0, done.stderr
+    steps = [r["step"] for r in read_metrics(run) if r["kind"] == "step"]
+    assert steps == list(range(1, 41))
+
+
+def test_settings_validation() -> None:
+    with pytest.raises(CelebaeError, match="batch_size must be at least 2"):
+        Settings(batch_size=1)
+    with pytest.raises(CelebaeError, match="unknown crop"):
+        Settings(crop="zoom")
+    with pytest.raises(CelebaeError, match="unknown setting"):
+        Settings.from_dict({"batchsize": 3})
