@@ -192,11 +192,12 @@ class _Format(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Messages go to stderr as plain lines while the command runs; the logger is left as found after.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Format())
-    log.handlers[:] = [handler]
+    saved = log.handlers[:], log.level, log.propagate
+    log.handlers[:], log.propagate = [handler], False
     log.setLevel(logging.INFO)
-    log.propagate = False
     try:
         return args.func(args)
     except CelebaeError as err:
@@ -205,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("celebae: interrupted", file=sys.stderr)
         return 130
+    finally:
+        log.handlers[:], log.propagate = saved[0], saved[2]
+        log.setLevel(saved[1])
 
 
 if __name__ == "__main__":
