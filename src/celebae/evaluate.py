@@ -55,6 +55,8 @@ def score(model: torch.nn.Module, batches: Batches, precision: str = "fp32") -> 
         mse.append((y - x).pow(2).flatten(1).mean(1))
         psnr.append(psnr_uint8(to_uint8(x), to_uint8(y)))
     model.train(was_training)
+    if not mse:  # this process's share of a small split can be empty under DDP
+        return Scores(torch.empty(0), torch.empty(0))
     return Scores(torch.cat(mse).cpu(), torch.cat(psnr).cpu())
 
 

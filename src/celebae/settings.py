@@ -61,8 +61,9 @@ class Settings:
     seed: int = _f(0, "seeds the initial weights and the data order")
     # how it runs
     device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
-    precision: str = _f("fp32", "fp32 | bf16 (autocast)")
-    channels_last: bool = _f(False, "NHWC memory layout (faster with bf16 and on GPUs)")
+    precision: str = _f("auto", "auto | fp32 | bf16 (autocast); auto: bf16 on GPUs and on CPUs with native bf16")
+    channels_last: bool | None = _f(None, "NHWC memory layout; default on with bf16 or a GPU")
+    sync_batchnorm: bool = _f(False, "multi-GPU: BatchNorm statistics over the global batch, as on one GPU")
     compile: bool = _f(False, "torch.compile the model")
     log_every: int = _f(10, "steps between writes of metrics (every step's loss is written)")
     checkpoint_minutes: float = _f(10.0, "also save mid-epoch this often (epochs always end with a save)")
@@ -92,7 +93,9 @@ class Settings:
 
         need(self.model in MODELS, f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
         need(self.crop in CROPS, f"unknown crop {self.crop!r}; choose one of {', '.join(CROPS)}")
-        need(self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}")
+        need(
+            self.precision in ("auto", "fp32", "bf16"), f"precision must be auto, fp32 or bf16, got {self.precision!r}"
+        )
         for name in ("epochs", "batch_size", "log_every", "synthetic_size"):
             need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
         need(self.batch_size >= 2, f"batch_size must be at least 2 (BatchNorm needs two images), got {self.batch_size}")

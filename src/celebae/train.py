@@ -38,6 +38,7 @@ from .data import Batches, load_split, open_source, place, to_uint8
 from .errors import CelebaeError
 from .evaluate import autocast, score
 from .models import IMAGE_NUMEL, build_model, count_parameters
+from .perf import default_precision, tune_allocator
 from .plots import plot_losses, save_grid
 from .settings import Settings
 
@@ -83,6 +84,7 @@ class Processes:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owned: bool = False  # this module started the process group, so it ends it
 
     @property
     def main(self) -> bool:
@@ -105,9 +107,10 @@ def start_processes() -> Processes:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Processes()
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return Processes(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Processes(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owned)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -131,6 +134,15 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise CelebaeError("--device mps asked for, but MPS is not available; use --device cpu or auto")
     return device
+
+
+def resolve_runtime(settings: Settings, device: torch.device) -> Settings:
+    """Fill in the settings left to the machine (precision, layout), as the run directory records them."""
+    precision = default_precision(device) if settings.precision == "auto" else settings.precision
+    channels_last = settings.channels_last
+    if channels_last is None:
+        channels_last = precision == "bf16" or device.type == "cuda"
+    return settings.replace(precision=precision, channels_last=channels_last)
 
 
 def default_run_dir(settings: Settings) -> Path:
@@ -229,10 +241,11 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
     Raises KeyboardInterrupt after saving a checkpoint when interrupted with Ctrl-C.
     """
     started = time.perf_counter()
+    tune_allocator()
     procs = start_processes()
     device = resolve_device(settings.device, procs.local_rank)
     run = Path(settings.out) if settings.out else default_run_dir(settings)
-    settings = settings.replace(out=str(run))
+    settings = resolve_runtime(settings.replace(out=str(run)), device)
     last, state_path, best = (
         run / "checkpoints" / n for n in ("last.safetensors", "last.state.safetensors", "best.safetensors")
     )
@@ -287,7 +300,14 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
     model = build_model(settings.model, **settings.model_kwargs()).to(device)
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(settings.beta1, settings.beta2))
+    if settings.sync_batchnorm and procs.world > 1:
+        if device.type != "cuda":
+            raise CelebaeError("--sync-batchnorm needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU version)")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # One fused kernel for the whole Adam step on a GPU: small batches are launch-bound.
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=settings.lr, betas=(settings.beta1, settings.beta2), fused=device.type == "cuda"
+    )
     pos = Position()
     if resume:
         ckpt.load_weights(model, last)
@@ -449,6 +469,8 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
         bar.close()
         if metrics:
             metrics.close()
+        if procs.owned:
+            dist.destroy_process_group()
 
 
 def compression(code_size: int) -> dict[str, float]:
