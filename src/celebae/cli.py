@@ -27,11 +27,13 @@ def _field_type(name: str) -> type:
     return hint
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+def add_settings_arguments(
+    parser: argparse.ArgumentParser, only: Sequence[str] | None = None, exclude: Sequence[str] = ()
+) -> None:
     """One ``--flag`` per Settings field (``batch_size`` → ``--batch-size``); unset flags stay None."""
     group = parser.add_argument_group("run settings (also settable in a --config TOML file)")
     for f in fields(Settings):
-        if only is not None and f.name not in only:
+        if (only is not None and f.name not in only) or f.name in exclude:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = _field_type(f.name)
@@ -113,6 +115,42 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import sweep
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name, None) is not None}
+    records = sweep(args.study, args.sweep_out, overrides, parallel=args.parallel, dry_run=args.dry_run)
+    for r in records:
+        line = f"{r['name']}: {r['status']}"
+        if args.dry_run:
+            s = r["settings"]
+            line += f"  (model {s['model']}, nf {s['nf']}, batch {s['batch_size']}, {s['epochs']} epochs → {s['out']})"
+        elif r.get("error"):
+            line += f" ({r['error']})"
+        print(line)
+    return 1 if any(r["status"] == "failed" for r in records) else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(write_report(args.sweep, args.out))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .report import RunRecord, plot_runs
+    from .train import read_metrics
+
+    runs = []
+    for run in args.runs:
+        summary = Path(run) / "summary.json"
+        label = json.loads(summary.read_text())["label"] if summary.exists() else Path(run).name
+        runs.append(RunRecord(Path(run).name, Path(run), {"label": label}, read_metrics(run)))
+    print(plot_runs(runs, Path(args.out), args.metric, args.x, args.smooth, args.title))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
@@ -171,6 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
             "cache_dir",
         ),
     )
+
+    p = command("sweep", cmd_sweep, "Run every point of a study file (experiments/*.toml) into one sweep folder.")
+    p.add_argument("study", help="study TOML file, e.g. experiments/exp1.toml")
+    p.add_argument("--out", dest="sweep_out", help="sweep folder (default runs/<study name>)")
+    p.add_argument("--dry-run", action="store_true", help="list the expanded runs and their state; train nothing")
+    p.add_argument("--parallel", type=int, help="points at once (default: one per GPU when there are several)")
+    add_settings_arguments(p, exclude=("out",))
+
+    p = command("report", cmd_report, "Write report.md for a sweep folder: table, figures, the report's claims.")
+    p.add_argument("sweep", help="sweep folder written by `celebae sweep`")
+    p.add_argument("--out", help="report file (default SWEEP/report.md)")
+
+    p = command("plot", cmd_plot, "Plot loss curves of any runs into one figure.")
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--metric", choices=("val", "train"), default="val", help="val: per epoch; train: per step")
+    p.add_argument("--x", choices=("epoch", "step", "images"), default="epoch", help="horizontal axis")
+    p.add_argument("--smooth", type=int, default=1, help="moving mean over this many points")
+    p.add_argument("--title")
 
     p = command(
         "demo",

@@ -30,6 +30,24 @@ def save_grid(rows: Sequence[np.ndarray | torch.Tensor], path: str | Path) -> Pa
     return path
 
 
+def save_labelled_grid(rows: Sequence[np.ndarray | torch.Tensor], labels: Sequence[str], path: str | Path) -> Path:
+    """A grid with each row's label in a left margin (for comparing runs on the same images)."""
+    from PIL import ImageDraw
+
+    grid = image_grid(rows)
+    margin = 8 + 6 * max(len(label) for label in labels)
+    canvas = Image.new("RGB", (grid.width + margin, grid.height), "white")
+    canvas.paste(grid, (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    cell = (grid.height - 2) / len(rows)
+    for i, label in enumerate(labels):
+        draw.text((4, int(2 + i * cell + cell / 2 - 5)), label, fill="black")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
 def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     if window <= 1 or len(y) < window:
         return y

@@ -1,0 +1,203 @@
+"""Studies: a TOML file states a grid and/or a list of points over run settings; a sweep trains each point
+into its own run directory under one sweep folder.
+
+    name = "exp2"
+    description = "conv with batch size {32, 64} × nf {32, 64}, 8 epochs"
+    [settings]            # shared by every point; any setting of `celebae train`
+    model = "conv"
+    epochs = 8
+    [grid]                # every combination
+    batch_size = [32, 64]
+    nf = [32, 64]
+    [[points]]            # and/or single points
+    batch_size = 128
+    nf = 128
+
+Finished points (a ``summary.json``) are skipped, interrupted ones resumed, and a failed point is
+recorded in ``sweep.json`` while the others go on. With several GPUs, points run in parallel, one per GPU.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import multiprocessing
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CelebaeError
+from .settings import Settings, read_toml
+from .train import train
+
+log = logging.getLogger("celebae")
+
+STUDY_KEYS = {"name", "description", "settings", "grid", "points"}
+
+
+@dataclass
+class Study:
+    name: str
+    description: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    points: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_study(path: str | Path) -> Study:
+    """Read a study file; a one-line error names what is wrong in it."""
+    path = Path(path)
+    raw = read_toml(path)
+    unknown = sorted(set(raw) - STUDY_KEYS)
+    if unknown:
+        raise CelebaeError(f"{path}: unknown key(s) {', '.join(unknown)}; a study has {', '.join(sorted(STUDY_KEYS))}")
+    grid = raw.get("grid", {})
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise CelebaeError(f"{path}: grid.{key} must be a non-empty list, got {values!r}")
+    return Study(
+        raw.get("name", path.stem), raw.get("description", ""), raw.get("settings", {}), grid, raw.get("points", [])
+    )
+
+
+def point_name(settings: Settings, varying: list[str]) -> str:
+    """``conv-bs32-nf16``, plus any other setting the study varies (``-lr0.001``)."""
+    width = (
+        f"{settings.nf_enc or settings.width}x{settings.nf_dec or settings.width}"
+        if settings.nf_enc or settings.nf_dec
+        else settings.width
+    )
+    parts = [settings.model, f"bs{settings.batch_size}", f"nf{width}"]
+    parts += [
+        f"{k.replace('_', '')}{getattr(settings, k)}"
+        for k in varying
+        if k not in ("model", "batch_size", "nf", "nf_enc", "nf_dec")
+    ]
+    return "-".join(str(p) for p in parts)
+
+
+def expand(study: Study, out: Path, overrides: dict[str, Any] | None = None) -> list[Settings]:
+    """Every point of the study as resolved Settings with its run directory; ``overrides`` apply to all."""
+    overrides = overrides or {}
+    combos = (
+        [dict(zip(study.grid, values, strict=True)) for values in itertools.product(*study.grid.values())]
+        if study.grid
+        else []
+    )
+    combos += study.points
+    if not combos:
+        combos = [{}]
+    varying = sorted({k for c in combos for k in c})
+    points, names = [], set()
+    for i, combo in enumerate(combos):
+        values = {**study.settings, **combo, **overrides}
+        settings = Settings.from_dict(values, f"study {study.name}, point {i + 1}")
+        name = point_name(settings, varying)
+        if name in names:
+            raise CelebaeError(f"study {study.name}: two points are both {name}; make the points differ")
+        names.add(name)
+        points.append(settings.replace(out=str(out / name)))
+    return points
+
+
+def _status(settings: Settings) -> str:
+    run = Path(settings.out)
+    if (run / "summary.json").exists():
+        return "done"
+    if (run / "checkpoints" / "last.safetensors").exists():
+        return "interrupted"
+    return "pending"
+
+
+def _run_point(settings: Settings, device: str | None) -> tuple[str, str | None]:
+    """Train one point (resuming it if it was interrupted); (status, error)."""
+    if device is not None and settings.device == "auto":
+        settings = settings.replace(device=device)
+    try:
+        train(settings, resume=_status(settings) == "interrupted", progress=device is None)
+        return "done", None
+    except KeyboardInterrupt:
+        raise
+    except CelebaeError as err:
+        return "failed", str(err)
+    except Exception as err:  # one broken point must not stop the study: record it and go on
+        log.debug(traceback.format_exc())
+        return "failed", f"{type(err).__name__}: {err}"
+
+
+_worker_device: str | None = None
+
+
+def _claim_device(devices: Any) -> None:
+    global _worker_device
+    _worker_device = devices.get()
+
+
+def _run_in_worker(settings: Settings) -> tuple[str, str | None]:
+    return _run_point(settings, _worker_device)
+
+
+def sweep(
+    study_file: str | Path,
+    out: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    parallel: int | None = None,
+    dry_run: bool = False,
+) -> list[dict[str, Any]]:
+    """Run (or with ``dry_run`` only list) every point of a study; returns one record per point.
+
+    ``parallel`` points train at once; by default one per GPU when there are several, else one.
+    """
+    study = load_study(study_file)
+    out = Path(out) if out else Path("runs") / study.name
+    points = expand(study, out, overrides)
+    if dry_run:
+        return [{"name": Path(s.out).name, "status": _status(s), "settings": s.to_dict()} for s in points]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.json").write_text(
+        json.dumps(
+            {
+                "name": study.name,
+                "description": study.description,
+                "file": str(study_file),
+                "overrides": overrides or {},
+            },
+            indent=1,
+        )
+    )
+    gpus = torch.cuda.device_count()
+    if parallel is None:
+        parallel = gpus if gpus > 1 and all(s.device in ("auto", "cuda") for s in points) else 1
+    todo = [s for s in points if _status(s) != "done"]
+    for s in points:
+        if _status(s) == "done":
+            log.info("%s: finished earlier, skipped", Path(s.out).name)
+    results: dict[str, tuple[str, str | None]] = {}
+    if parallel > 1 and len(todo) > 1:
+        ctx = multiprocessing.get_context("spawn")
+        devices = ctx.Manager().Queue()
+        for i in range(parallel):
+            devices.put(f"cuda:{i % gpus}" if gpus > 1 else "auto")
+        with ProcessPoolExecutor(parallel, ctx, initializer=_claim_device, initargs=(devices,)) as pool:
+            for s, result in zip(todo, pool.map(_run_in_worker, todo), strict=True):
+                results[s.out] = result
+    else:
+        for s in todo:
+            log.info("%s: %s", Path(s.out).name, "resuming" if _status(s) == "interrupted" else "training")
+            results[s.out] = _run_point(s, None)
+    records = []
+    for s in points:
+        status, error = results.get(s.out, ("done", None))
+        if error:
+            log.warning("%s failed: %s", Path(s.out).name, error)
+        records.append({"name": Path(s.out).name, "status": status, "error": error})
+    (out / "sweep.json").write_text(json.dumps({"study": study.name, "points": records}, indent=1) + "\n")
+    from .report import write_tables_and_figures
+
+    write_tables_and_figures(out)
+    return records
