@@ -86,10 +86,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from .evaluate import evaluate, format_table
 
-    result = evaluate(args.run, args.split, args.checkpoint, args.device, data=args.data)
-    print(f"{args.split}: MSE {result['mse']:.6f}  PSNR {result['psnr']:.2f} dB  ({result['images']} images)")
+    baselines = tuple(b for b in (args.baselines or "").split(",") if b)
+    result = evaluate(
+        args.run,
+        args.split,
+        args.checkpoint,
+        args.device,
+        data=args.data,
+        baselines=baselines,
+        per_image=args.per_image,
+    )
+    print(
+        f"{args.split}: MSE {result['mse']:.6f}  PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  "
+        f"({result['images']} images)\n"
+    )
+    print(format_table(result))
     return 0
 
 
@@ -151,6 +164,58 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    from .latent import encode
+
+    for path in encode(args.run, args.out, args.data, args.split, args.limit, args.device):
+        print(path)
+    return 0
+
+
+def cmd_anomalies(args: argparse.Namespace) -> int:
+    from .latent import anomalies
+
+    ranking = anomalies(args.run, args.out, args.data, args.split, args.top, args.limit, args.device)
+    for r in ranking[: args.top]:
+        print(f"{r['rank']:>4}  MSE {r['mse']:.5f}  PSNR {r['psnr']:6.2f}  {r['file']}")
+    print(f"→ {Path(args.out) / 'ranking.csv'}, {Path(args.out) / 'anomalies.png'}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from .latent import interpolate
+
+    print(interpolate(args.run, args.a, args.b, args.out, args.steps, args.device))
+    return 0
+
+
+def cmd_neighbours(args: argparse.Namespace) -> int:
+    from .latent import neighbours
+
+    found = neighbours(
+        args.run, args.query, args.out, args.data, args.split, args.k, args.metric, args.limit, args.device
+    )
+    for name, distance in found:
+        print(f"{distance:.5f}  {name}")
+    print(f"→ {args.out}")
+    return 0
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    from .latent import code_map
+
+    print(code_map(args.run, args.out, args.data, args.split, args.limit, args.device))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    for path in export(args.run, args.format, args.out, args.checkpoint):
+        print(path)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
@@ -183,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--data", help="score on this data instead of the run's own")
+    p.add_argument("--baselines", help="comma-separated: pca,jpeg (codes no larger than the model's)")
+    p.add_argument("--per-image", help="write the model's per-image MSE/PSNR/SSIM to this CSV")
     p.add_argument("--device", default="auto")
 
     p = command("reconstruct", cmd_reconstruct, "Reconstruct image files: a grid, inputs above, outputs below.")
@@ -228,6 +295,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", choices=("epoch", "step", "images"), default="epoch", help="horizontal axis")
     p.add_argument("--smooth", type=int, default=1, help="moving mean over this many points")
     p.add_argument("--title")
+
+    def latent_command(name: str, func: Any, help: str, out_help: str) -> argparse.ArgumentParser:
+        p = command(name, func, help)
+        p.add_argument("run", help="run directory")
+        p.add_argument("--out", required=True, help=out_help)
+        p.add_argument("--data", help="a CelebA folder, an image folder or synthetic (default: the run's data)")
+        p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+        p.add_argument("--limit", type=int, help="only the first N images of the split")
+        p.add_argument("--device", default="auto")
+        return p
+
+    latent_command(
+        "encode",
+        cmd_encode,
+        "Write the codes of a split (.npy) and its file names (.csv).",
+        "codes file (.npy); the names go beside it as .csv",
+    )
+    p = latent_command(
+        "anomalies",
+        cmd_anomalies,
+        "Rank images by reconstruction error; grid of the extremes.",
+        "folder for ranking.csv and anomalies.png",
+    )
+    p.add_argument("--top", type=int, default=8, help="images shown at each end")
+    p = latent_command("neighbours", cmd_neighbours, "Nearest images to a query in code space, as a grid.", "grid PNG")
+    p.add_argument("query", help="query image file")
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine")
+    latent_command("map", cmd_map, "A 2-D PCA map of a split's codes, coloured by reconstruction error.", "PNG")
+
+    p = command("interpolate", cmd_interpolate, "Decode straight-line mixes of two images' codes into a strip.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("a", help="first image")
+    p.add_argument("b", help="second image")
+    p.add_argument("--steps", type=int, default=8, help="decoded mixes, both ends included")
+    p.add_argument("--out", default="interpolation.png")
+    p.add_argument("--device", default="auto")
+
+    p = command("export", cmd_export, "Export the encoder and decoder separately as ONNX or TorchScript.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--format", choices=("onnx", "torchscript"), required=True)
+    p.add_argument("--out", required=True, help="folder for the files")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
 
     p = command(
         "demo",

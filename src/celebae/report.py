@@ -77,9 +77,15 @@ def read_runs(sweep_dir: str | Path) -> list[RunRecord]:
     ]
 
 
-def _cell(value: Any) -> str:
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if key.endswith("mse"):
+        return f"{value:.5f}"
+    if key == "test_psnr":
+        return f"{value:.2f}"
     if isinstance(value, float):
-        return f"{value:.5f}" if abs(value) < 1 else f"{value:,.1f}"
+        return f"{value:,.1f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
@@ -91,7 +97,7 @@ def write_table(runs: list[RunRecord], sweep_dir: Path) -> tuple[Path, Path]:
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(h for h, _ in TABLE_COLUMNS) + " |", "|---" * len(TABLE_COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_cell(row[key]) for _, key in TABLE_COLUMNS) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(key, row[key]) for _, key in TABLE_COLUMNS) + " |" for row in rows]
     (sweep_dir / "results.md").write_text("\n".join(lines) + "\n")
     return sweep_dir / "results.csv", sweep_dir / "results.md"
 

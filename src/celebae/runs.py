@@ -67,20 +67,37 @@ class TrainedRun:
         return np.ascontiguousarray(arr)
 
     @torch.no_grad()
-    def encode(self, images: ImageLike | Iterable[ImageLike]) -> torch.Tensor:
-        """N×code_size codes."""
-        return self.model.encode(self.images(images))
+    def encode_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Float images in [-1, 1] on the model's device → float32 codes (inference is always fp32)."""
+        return self.model.encode(x.float())
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes → images in [-1, 1] (``celebae.data.to_uint8`` turns them into pixels)."""
+        """Codes → float32 images in [-1, 1] on the model's device (``celebae.data.to_uint8`` makes pixels)."""
         return self.model.decode(torch.as_tensor(codes, dtype=torch.float32).to(self.device))
 
-    @torch.no_grad()
+    def encode(self, images: ImageLike | Iterable[ImageLike]) -> torch.Tensor:
+        """N×code_size float32 codes of image files, PIL images, uint8 arrays/tensors or float tensors."""
+        return self.encode_tensor(self.images(images))
+
     def reconstruct(self, images: ImageLike | Iterable[ImageLike]) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, reconstructions) as uint8 N×3×128×128."""
         x = self.images(images)
-        return to_uint8(x), to_uint8(self.model(x))
+        return to_uint8(x), to_uint8(self.decode(self.encode_tensor(x)))
+
+    def encode_batches(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+        """Codes (on the CPU) of a uint8 N×3×128×128 array, in batches."""
+        out = [
+            self.encode_tensor(
+                to_unit_range(torch.from_numpy(np.array(images[i : i + batch_size])).to(self.device))
+            ).cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+        return torch.cat(out) if out else torch.empty(0, self.model.code_size)
+
+    def decode_batches(self, codes: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Reconstructions (float in [-1, 1], on the CPU) of codes, in batches."""
+        return torch.cat([self.decode(codes[i : i + batch_size]).cpu() for i in range(0, len(codes), batch_size)])
 
 
 def load(run: str | Path, checkpoint: str = "best", device: str = "auto") -> TrainedRun:

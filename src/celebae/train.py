@@ -423,7 +423,7 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
                         save()
                         last_save = time.perf_counter()
                 flush()
-                val = score(model, val_b, settings.precision)
+                val = score(model, val_b)
                 sse, n = procs.sum([float(val.mse.double().sum()), float(len(val.mse))], device)
                 pos.train_loss = pos.epoch_loss_sum / steps_per_epoch
                 pos.val_loss = sse / n
@@ -453,7 +453,7 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
                 last_save = time.perf_counter()
         bar.close()
 
-        test = score(model, test_b, settings.precision)
+        test = score(model, test_b)
         sse, psnr_sum, n = procs.sum(
             [float(test.mse.double().sum()), float(test.psnr.double().sum()), float(len(test.mse))], device
         )
@@ -536,8 +536,7 @@ def _figures(run: Path, model: torch.nn.Module, test_images: Any, settings: Sett
     device = next(model.parameters()).device
     x = torch.from_numpy(test_images[: settings.grid_images].copy()).to(device)
     model.eval()
-    with autocast(device, settings.precision):
-        y = model(x.float().div(127.5).sub(1))
+    y = model(x.float().div(127.5).sub(1))
     save_grid([x, to_uint8(y)], run / "reconstructions.png")
     rows = read_metrics(run)
     steps = [r for r in rows if r["kind"] == "step"]

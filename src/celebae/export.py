@@ -1,0 +1,101 @@
+"""Export a trained run's encoder and decoder, separately, as ONNX or TorchScript.
+
+    encoder: images N×3×128×128 float in [-1, 1] → code N×code_size
+    decoder: code N×code_size → images N×3×128×128 float in [-1, 1]
+
+The batch dimension stays dynamic. ONNX uses PyTorch's torch.export-based exporter (it needs onnxscript,
+in the ``onnx`` extra); TorchScript is a trace (PyTorch deprecates TorchScript: prefer ONNX for new uses).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CelebaeError
+from .runs import load
+
+FORMATS = ("onnx", "torchscript")
+
+
+class Encoder(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(images)
+
+
+class Decoder(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(code)
+
+
+def export(run: str | Path, fmt: str, out_dir: str | Path, checkpoint: str = "best") -> list[Path]:
+    """Write ``encoder`` and ``decoder`` files (``.onnx`` or ``.pt``) plus ``export.json`` to ``out_dir``."""
+    if fmt not in FORMATS:
+        raise CelebaeError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    trained = load(run, checkpoint, device="cpu")
+    model = trained.model.float().eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = torch.zeros(2, 3, 128, 128)
+    code = torch.zeros(2, model.code_size)
+    parts = [("encoder", Encoder(model), images, "images", "code"), ("decoder", Decoder(model), code, "code", "images")]
+    written = []
+    for name, module, example, input_name, output_name in parts:
+        if fmt == "onnx":
+            path = out_dir / f"{name}.onnx"
+            _onnx(module, example, path, input_name, output_name)
+        else:
+            path = out_dir / f"{name}.pt"
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter(
+                    "ignore", DeprecationWarning
+                )  # TorchScript is deprecated upstream; still asked for
+                torch.jit.save(torch.jit.trace(module, example), str(path))
+        written.append(path)
+    meta = out_dir / "export.json"
+    meta.write_text(
+        json.dumps(
+            {
+                "run": str(run),
+                "checkpoint": checkpoint,
+                "format": fmt,
+                "label": trained.settings.label,
+                "code_size": model.code_size,
+                "input": "N×3×128×128 float32 in [-1, 1] (RGB; shorter side resized to 128, centre crop)",
+                "torch": torch.__version__,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    return [*written, meta]
+
+
+def _onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> None:
+    try:
+        import onnxscript  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        raise CelebaeError("ONNX export needs onnx and onnxscript: pip install 'celebae[onnx]'") from None
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's notes on optional torchvision ops
+        program = torch.onnx.export(
+            module,
+            (example,),
+            dynamo=True,
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
+    program.save(str(path))

@@ -1,0 +1,190 @@
+"""Putting a trained encoder to work: codes of a data set, anomalies, interpolation, neighbours, a 2-D map.
+
+Every tool reads a run directory (``celebae.load``) and images from the run's data or any other
+source (``data``: a CelebA folder, an image folder or ``synthetic``); ``split`` is train, val, test or
+``all``. The run's ``--limit-*`` settings are not applied here: a tool sees the whole split unless
+``limit`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import SPLITS, load_split, open_source, to_uint8
+from .errors import CelebaeError
+from .evaluate import psnr_uint8
+from .plots import save_labelled_grid
+from .runs import ImageLike, TrainedRun, load
+
+
+@dataclass
+class Images:
+    pixels: np.ndarray  # uint8 N×3×128×128
+    files: list[str]
+
+
+def split_images(trained: TrainedRun, data: str | None = None, split: str = "test", limit: int | None = None) -> Images:
+    """A split (or ``all``) of ``data`` (default: the run's own), prepared with the run's crop."""
+    settings = trained.settings.replace(
+        data=data or trained.settings.data, limit_train=limit, limit_val=limit, limit_test=limit
+    )
+    if split not in (*SPLITS, "all"):
+        raise CelebaeError(f"split must be train, val, test or all, got {split!r}")
+    source = open_source(settings.data, settings.synthetic_size, settings.split_seed)
+    parts = [
+        load_split(settings, s, source=source) for s in (SPLITS if split == "all" else (split,)) if source.splits[s]
+    ]
+    pixels = np.concatenate([np.asarray(p.images) for p in parts])[:limit]
+    files = [f for p in parts for f in p.files][:limit]
+    return Images(pixels, files)
+
+
+def reconstruction_errors(trained: TrainedRun, pixels: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, ...]:
+    """(codes, per-image MSE on [-1, 1], per-image PSNR) of a uint8 array."""
+    codes = trained.encode_batches(pixels, batch_size)
+    recon = trained.decode_batches(codes, batch_size)
+    x = torch.from_numpy(pixels)
+    mse = (recon - (x.float() / 127.5 - 1)).pow(2).flatten(1).mean(1)
+    return codes.numpy(), mse.numpy(), psnr_uint8(x, to_uint8(recon)).numpy()
+
+
+def encode(
+    run: str | Path,
+    out: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    device: str = "auto",
+) -> tuple[Path, Path]:
+    """Codes of a split to ``out`` (.npy, N×code_size float32) and the file names in the same order (.csv)."""
+    trained = load(run, device=device)
+    images = split_images(trained, data, split, limit)
+    codes = trained.encode_batches(images.pixels).numpy()
+    out = Path(out).with_suffix(".npy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, codes)
+    names = out.with_suffix(".csv")
+    with open(names, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "file"])
+        writer.writerows(enumerate(images.files))
+    return out, names
+
+
+def anomalies(
+    run: str | Path,
+    out_dir: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    top: int = 8,
+    limit: int | None = None,
+    device: str = "auto",
+) -> list[dict]:
+    """Rank images by reconstruction error (highest first): ``ranking.csv`` and ``anomalies.png`` (the most
+    and the least typical images, each above its reconstruction)."""
+    trained = load(run, device=device)
+    images = split_images(trained, data, split, limit)
+    codes, mse, psnr = reconstruction_errors(trained, images.pixels)
+    order = np.argsort(-mse, kind="stable")
+    ranking = [
+        {"rank": r + 1, "file": images.files[i], "mse": float(mse[i]), "psnr": float(psnr[i])}
+        for r, i in enumerate(order)
+    ]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "ranking.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["rank", "file", "mse", "psnr"])
+        writer.writeheader()
+        writer.writerows(ranking)
+    k = min(top, len(order))
+    worst, best = order[:k], order[::-1][:k]
+    recon = to_uint8(trained.decode_batches(torch.from_numpy(codes[np.concatenate([worst, best])])))
+    save_labelled_grid(
+        [images.pixels[worst], recon[:k], images.pixels[best], recon[k:]],
+        ["most unusual", "reconstructed", "most typical", "reconstructed"],
+        out_dir / "anomalies.png",
+    )
+    return ranking
+
+
+def interpolate(
+    run: str | Path, a: ImageLike, b: ImageLike, out: str | Path, steps: int = 8, device: str = "auto"
+) -> Path:
+    """A strip: image A, the decoded straight-line mixes of the two codes from A to B (``steps`` of them,
+    both ends included), image B."""
+    if steps < 2:
+        raise CelebaeError(f"--steps must be at least 2 (the two ends), got {steps}")
+    trained = load(run, device=device)
+    x = trained.images([a, b])
+    z = trained.encode_tensor(x)
+    t = torch.linspace(0, 1, steps, device=z.device)[:, None]
+    mixes = to_uint8(trained.decode((1 - t) * z[0] + t * z[1]))
+    ends = to_uint8(x)
+    return save_labelled_grid([torch.cat([ends[:1], mixes, ends[1:]])], ["A → B"], out)
+
+
+def neighbours(
+    run: str | Path,
+    query: ImageLike,
+    out: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    k: int = 8,
+    metric: str = "cosine",
+    limit: int | None = None,
+    device: str = "auto",
+) -> list[tuple[str, float]]:
+    """The ``k`` images of a split nearest to ``query`` in code space (cosine or euclidean distance), as a grid
+    (the query first); returns (file, distance) pairs, nearest first."""
+    if metric not in ("cosine", "euclidean"):
+        raise CelebaeError(f"metric must be cosine or euclidean, got {metric!r}")
+    trained = load(run, device=device)
+    images = split_images(trained, data, split, limit)
+    codes = trained.encode_batches(images.pixels)
+    q = trained.encode(query).cpu()
+    cosine = metric == "cosine"
+    dist = 1 - torch.nn.functional.cosine_similarity(codes, q, dim=1) if cosine else (codes - q).norm(dim=1)
+    order = torch.argsort(dist)[:k].numpy()
+    save_labelled_grid([to_uint8(trained.images(query)).cpu(), images.pixels[order]], ["query", f"{k} nearest"], out)
+    return [(images.files[i], float(dist[i])) for i in order]
+
+
+def code_map(
+    run: str | Path,
+    out: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    device: str = "auto",
+) -> Path:
+    """A split's codes projected to 2-D by PCA, each point coloured by its reconstruction error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trained = load(run, device=device)
+    images = split_images(trained, data, split, limit)
+    codes, mse, _ = reconstruction_errors(trained, images.pixels)
+    centred = torch.from_numpy(codes).double()
+    centred -= centred.mean(0)
+    _, s, v = torch.linalg.svd(centred, full_matrices=False)
+    xy = (centred @ v[:2].T).numpy()
+    explained = (s[:2] ** 2 / (s**2).sum()).numpy()
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=mse, cmap="viridis", s=8)
+    fig.colorbar(points, ax=ax, label="reconstruction MSE")
+    ax.set_xlabel(f"code PC 1 ({explained[0]:.0%} of variance)")
+    ax.set_ylabel(f"code PC 2 ({explained[1]:.0%} of variance)")
+    ax.set_title(f"{trained.settings.label}: {len(codes):,} {split} codes")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
