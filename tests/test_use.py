@@ -197,3 +197,68 @@ def test_api_accepts_paths_pil_and_tensors(run: Path, odd_folder: Path) -> None:
     codes = trained.encode([path, pil, tensor])
     assert codes.shape == (3, 256)
     assert torch.allclose(codes[0], codes[1]) and torch.allclose(codes[1], codes[2])
+
+
+def test_every_tool_on_the_real_sample(celeba_sample: Path, tmp_path: Path, capsys) -> None:
+    """The same commands on real CelebA faces: a small model, the official split, images of the real layout."""
+    run = tmp_path / "real"
+    celebae.train(
+        celebae.Settings(
+            data=str(celeba_sample),
+            nf=8,
+            batch_size=32,
+            epochs=1,
+            limit_train=256,
+            limit_val=64,
+            limit_test=40,
+            out=str(run),
+        ),
+        progress=False,
+    )
+    assert main(["evaluate", str(run), "--baselines", "pca,jpeg"]) == 0
+    methods = {m["method"]: m for m in json.loads((run / "eval-test.json").read_text())["methods"]}
+    assert methods["JPEG ≤ 1024 bytes"]["max_bytes"] <= 1024
+    source = open_source(celeba_sample)
+    test = np.asarray(prepare_split(source, "test", limit=40, cache_dir=tmp_path / "c", progress=False).images)
+    train = prepare_split(source, "train", limit=256, cache_dir=tmp_path / "c", progress=False).images
+    shuffled = np.stack([np.random.default_rng(i).permutation(t.ravel()) for i, t in enumerate(test)])
+    pca_mse = methods["PCA, 256 components (float32)"]["mse"]
+    control = pca_baseline(train, shuffled.reshape(test.shape), 256) - torch.from_numpy(shuffled).reshape(
+        test.shape
+    ).float().div(127.5).sub(1)
+    assert pca_mse < 0.5 * float(control.pow(2).mean())  # held-out faces, not just any pixels
+    faces = source.root
+    assert main(["encode", str(run), "--split", "test", "--limit", "30", "--out", str(tmp_path / "c.npy")]) == 0
+    assert np.load(tmp_path / "c.npy").shape == (30, 256)
+    assert (
+        main(["anomalies", str(run), "--split", "test", "--limit", "30", "--top", "4", "--out", str(tmp_path / "odd")])
+        == 0
+    )
+    with open(tmp_path / "odd" / "ranking.csv") as f:
+        mse = [float(r["mse"]) for r in csv.DictReader(f)]
+    assert len(mse) == 30 and mse == sorted(mse, reverse=True)
+    a, b = (faces / name for name in source.splits["test"][:2])
+    assert main(["interpolate", str(run), str(a), str(b), "--steps", "4", "--out", str(tmp_path / "s.png")]) == 0
+    assert (
+        main(
+            [
+                "neighbours",
+                str(run),
+                str(a),
+                "--split",
+                "test",
+                "--limit",
+                "30",
+                "--k",
+                "2",
+                "--out",
+                str(tmp_path / "n.png"),
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.splitlines()[-3].endswith(a.name)  # the query is in the test split
+    assert main(["map", str(run), "--limit", "30", "--out", str(tmp_path / "m.png")]) == 0
+    assert main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "ts")]) == 0
+    code = torch.jit.load(str(tmp_path / "ts" / "encoder.pt"))(celebae.load(run).images(a).cpu())
+    torch.testing.assert_close(code, celebae.load(run).encode(a).cpu(), atol=1e-4, rtol=1e-4)
