@@ -18,7 +18,7 @@ import torch
 from .data import SPLITS, load_split, open_source, to_uint8
 from .errors import CelebaeError
 from .evaluate import psnr_uint8
-from .plots import save_labelled_grid
+from .plots import plot_code_map, save_labelled_grid
 from .runs import ImageLike, TrainedRun, load
 
 
@@ -163,11 +163,6 @@ def code_map(
     device: str = "auto",
 ) -> Path:
     """A split's codes projected to 2-D by PCA, each point coloured by its reconstruction error."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     trained = load(run, device=device)
     images = split_images(trained, data, split, limit)
     codes, mse, _ = reconstruction_errors(trained, images.pixels)
@@ -175,16 +170,6 @@ def code_map(
     centred -= centred.mean(0)
     _, s, v = torch.linalg.svd(centred, full_matrices=False)
     xy = (centred @ v[:2].T).numpy()
-    explained = (s[:2] ** 2 / (s**2).sum()).numpy()
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-    points = ax.scatter(xy[:, 0], xy[:, 1], c=mse, cmap="viridis", s=8)
-    fig.colorbar(points, ax=ax, label="reconstruction MSE")
-    ax.set_xlabel(f"code PC 1 ({explained[0]:.0%} of variance)")
-    ax.set_ylabel(f"code PC 2 ({explained[1]:.0%} of variance)")
-    ax.set_title(f"{trained.settings.label}: {len(codes):,} {split} codes")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    explained = (s[:2] ** 2 / (s**2).sum()).tolist()
+    title = f"{trained.settings.label}: {len(codes):,} {split} codes"
+    return plot_code_map(xy, mse, explained, title, out)

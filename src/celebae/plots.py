@@ -54,6 +54,26 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(y, np.ones(window) / window, mode="valid")
 
 
+def _axes(size: tuple[float, float]):
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=size, dpi=120)
+
+
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_losses(
     curves: dict[str, tuple[Sequence[float], Sequence[float]]],
     path: str | Path,
@@ -64,12 +84,7 @@ def plot_losses(
     log_y: bool = True,
 ) -> Path:
     """One labelled line per run: ``curves`` maps a label (``conv bs=32 nf=16``) to (x, y)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig, ax = _axes((7, 4.2))
     for label, (x, y) in curves.items():
         x, y = np.asarray(x, float), np.asarray(y, float)
         if smooth > 1 and len(y) >= smooth:
@@ -84,9 +99,15 @@ def plot_losses(
         ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def plot_code_map(xy: np.ndarray, errors: np.ndarray, explained: Sequence[float], title: str, path: str | Path) -> Path:
+    """Codes projected to 2-D, each point coloured by its reconstruction error."""
+    fig, ax = _axes((6, 5))
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=errors, cmap="viridis", s=8)
+    fig.colorbar(points, ax=ax, label="reconstruction MSE")
+    ax.set_xlabel(f"code PC 1 ({explained[0]:.0%} of variance)")
+    ax.set_ylabel(f"code PC 2 ({explained[1]:.0%} of variance)")
+    ax.set_title(title)
+    return _save(fig, path)
