@@ -178,3 +178,31 @@ def test_settings_validation() -> None:
         Settings(crop="zoom")
     with pytest.raises(CelebaeError, match="unknown setting"):
         Settings.from_dict({"batchsize": 3})
+
+
+def test_a_kill_between_the_state_and_the_weights_still_resumes(tmp_path: Path, monkeypatch) -> None:
+    """The state is saved first: if the weights' save then dies, the previous state still matches them."""
+    settings = tiny(tmp_path, epochs=1)
+    train(settings, progress=False)
+    import celebae.checkpoint as ckpt
+
+    real = ckpt.save_weights
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_weights", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train(settings.replace(epochs=2), resume=True, progress=False)
+    monkeypatch.setattr(ckpt, "save_weights", real)
+    state = tmp_path / "run" / "checkpoints" / "last.state.safetensors"
+    assert ckpt.read_metadata(tmp_path / "run" / "checkpoints" / "last.safetensors")["position"]["step"] == 4
+    assert (
+        ckpt.matching_state(tmp_path / "run" / "checkpoints" / "last.safetensors", state).name
+        == "last.state.prev.safetensors"
+    )
+    train(settings.replace(epochs=2), resume=True, progress=False)
+    straight = tiny(tmp_path, out=str(tmp_path / "straight"))
+    train(straight, progress=False)
+    a, b = (load_file(p / "checkpoints" / "last.safetensors") for p in (tmp_path / "run", tmp_path / "straight"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -61,8 +61,16 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise CelebaeError(f"checkpoint {path} does not fit this model: {first[0].strip()}") from None
 
 
+def _previous(path: Path) -> Path:
+    return path.with_name(path.name.replace(".safetensors", ".prev.safetensors"))
+
+
 def save_state(optimizer: torch.optim.Optimizer, path: Path, position: dict[str, Any]) -> None:
-    """Adam's state, the RNG states and ``position`` (JSON-able) into one safetensors file."""
+    """Adam's state, the RNG states and ``position`` (JSON-able) into one safetensors file.
+
+    The state is saved before the weights; the one it replaces is kept as ``*.prev.safetensors``, so a
+    kill between the two saves leaves a state that matches the weights on disk (``matching_state``).
+    """
     opt = optimizer.state_dict()
     tensors = {
         f"optim.{pid}.{key}": value if torch.is_tensor(value) else torch.tensor(value)
@@ -74,7 +82,25 @@ def save_state(optimizer: torch.optim.Optimizer, path: Path, position: dict[str,
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
     meta = {"format": FORMAT, "param_groups": json.dumps(opt["param_groups"]), "position": json.dumps(position)}
+    if path.exists():
+        os.replace(path, _previous(path))
     _atomic_save(tensors, path, meta)
+
+
+def matching_state(weights: Path, state: Path) -> Path:
+    """The state file (current or previous) saved at the same step as ``weights``."""
+    step = read_metadata(weights)["position"]["step"]
+    for candidate in (state, _previous(state)):
+        try:
+            with safe_open(str(candidate), "pt") as f:
+                if json.loads((f.metadata() or {})["position"])["step"] == step:
+                    return candidate
+        except (FileNotFoundError, SafetensorError, OSError, KeyError):
+            continue
+    raise CelebaeError(
+        f"no training state in {state.parent} matches {weights.name} (step {step}); "
+        "the run can be evaluated but not resumed"
+    )
 
 
 def load_state(optimizer: torch.optim.Optimizer, path: Path) -> dict[str, Any]:

@@ -311,11 +311,7 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
     pos = Position()
     if resume:
         ckpt.load_weights(model, last)
-        pos = Position(**ckpt.load_state(optimizer, state_path))
-        if ckpt.read_metadata(last)["position"]["step"] != pos.step:
-            raise CelebaeError(
-                f"{last} and {state_path} are from different steps (a save was cut short); remove both to start again"
-            )
+        pos = Position(**ckpt.load_state(optimizer, ckpt.matching_state(last, state_path)))
         if procs.main:
             log.info("resuming %s at epoch %d, step %d", run, pos.epoch + 1, pos.step)
     forward = model
@@ -338,7 +334,7 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
         if not procs.main:
             return
         pos.wall_s = wall_before + time.perf_counter() - started
-        ckpt.save_state(optimizer, state_path, asdict(pos))
+        ckpt.save_state(optimizer, state_path, asdict(pos))  # keeps the previous state until the weights move
         ckpt.save_weights(model, last, settings.to_dict(), asdict(pos))
         if to_best:
             ckpt.save_weights(model, best, settings.to_dict(), asdict(pos))
