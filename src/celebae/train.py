@@ -350,11 +350,15 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
         desc=settings.label,
     )
     pending: list[torch.Tensor] = []  # step losses not yet read back: one device sync per log_every steps
-    window_start, window_images = time.perf_counter(), 0
+    window_start, window_images = time.perf_counter(), 0  # the training time being measured for images/s
     last_save = time.perf_counter()
 
-    def flush() -> None:
+    def restart_window() -> None:
+        """Start timing training afresh: validation and checkpoint writes are not training time."""
         nonlocal window_start, window_images
+        window_start, window_images = time.perf_counter(), 0
+
+    def flush() -> None:
         if not pending:
             return
         losses = torch.stack(pending).tolist()
@@ -379,12 +383,13 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
             metrics.add(rows)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{speed:.0f}")
         pending.clear()
-        window_start, window_images = time.perf_counter(), 0
+        restart_window()
 
     try:
         with _StopFlag() as stop:
             while pos.epoch < settings.epochs:
                 model.train()
+                restart_window()
                 for x in train_b.epoch(pos.epoch, start=pos.batch):
                     with autocast(device, settings.precision):
                         y = forward(x)
@@ -418,6 +423,7 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
                         flush()
                         save()
                         last_save = time.perf_counter()
+                        restart_window()
                 flush()
                 val = score(model, val_b)
                 sse, n = procs.sum([float(val.mse.double().sum()), float(len(val.mse))], device)
