@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.batches import Batches, to_uint8
+from .data.batches import Batches, to_uint8, to_unit_range
 from .errors import CelebaeError
 
 PSNR_CAP = 100.0  # dB, for a pixel-exact reconstruction (MSE 0)
@@ -46,6 +46,12 @@ def psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(mse > 0, 10 * torch.log10(255.0**2 / mse.clamp_min(1e-12)), torch.full_like(mse, PSNR_CAP))
 
 
+def per_image_errors(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image MSE on [-1, 1] and PSNR on 0–255-rounded pixels, of inputs ``x`` and outputs ``y`` in [-1, 1]."""
+    mse = (y.float() - x.float()).pow(2).flatten(1).mean(1)
+    return mse, psnr_uint8(to_uint8(x), to_uint8(y))
+
+
 @torch.no_grad()
 def score(model: torch.nn.Module, batches: Batches) -> Scores:
     """Score every image ``batches`` serves to this process (the model is put in eval mode).
@@ -56,9 +62,9 @@ def score(model: torch.nn.Module, batches: Batches) -> Scores:
     model.eval()
     mse, psnr = [], []
     for x in batches.epoch(0):
-        y = model(x).float()
-        mse.append((y - x).pow(2).flatten(1).mean(1))
-        psnr.append(psnr_uint8(to_uint8(x), to_uint8(y)))
+        image_mse, image_psnr = per_image_errors(x, model(x))
+        mse.append(image_mse)
+        psnr.append(image_psnr)
     model.train(was_training)
     if not mse:  # this process's share of a small split can be empty under DDP
         return Scores(torch.empty(0), torch.empty(0))
@@ -94,14 +100,9 @@ def ssim_uint8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def quality(x: np.ndarray, y: np.ndarray, y_float: torch.Tensor | None = None) -> dict[str, np.ndarray]:
     """Per-image MSE on [-1, 1] (of ``y_float`` when the method has unrounded output), PSNR and SSIM."""
-    xt, yt = torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y))
-    ref = xt.float() / 127.5 - 1
-    out = y_float.float().cpu() if y_float is not None else yt.float() / 127.5 - 1
-    return {
-        "mse": (out - ref).pow(2).flatten(1).mean(1).numpy(),
-        "psnr": psnr_uint8(xt, yt).numpy(),
-        "ssim": ssim_uint8(x, y),
-    }
+    out = y_float.cpu() if y_float is not None else to_unit_range(torch.from_numpy(np.array(y)))
+    mse, psnr = per_image_errors(to_unit_range(torch.from_numpy(np.array(x))), out)
+    return {"mse": mse.numpy(), "psnr": psnr.numpy(), "ssim": ssim_uint8(x, y)}
 
 
 def evaluate(

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import SPLITS, load_split, open_source, to_uint8
+from .data import SPLITS, load_split, open_source, to_uint8, to_unit_range
 from .errors import CelebaeError
-from .evaluate import psnr_uint8
+from .evaluate import per_image_errors
 from .plots import plot_code_map, save_labelled_grid
 from .runs import ImageLike, TrainedRun, load
 
@@ -47,10 +47,9 @@ def split_images(trained: TrainedRun, data: str | None = None, split: str = "tes
 def reconstruction_errors(trained: TrainedRun, pixels: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, ...]:
     """(codes, per-image MSE on [-1, 1], per-image PSNR) of a uint8 array."""
     codes = trained.encode_batches(pixels, batch_size)
-    recon = trained.decode_batches(codes, batch_size)
-    x = torch.from_numpy(pixels)
-    mse = (recon - (x.float() / 127.5 - 1)).pow(2).flatten(1).mean(1)
-    return codes.numpy(), mse.numpy(), psnr_uint8(x, to_uint8(recon)).numpy()
+    x = to_unit_range(torch.from_numpy(np.array(pixels)))
+    mse, psnr = per_image_errors(x, trained.decode_batches(codes, batch_size))
+    return codes.numpy(), mse.numpy(), psnr.numpy()
 
 
 def encode(
