@@ -130,6 +130,8 @@ def test_reconstruct_names_a_bad_image(trained: Path, tmp_path: Path, capsys) ->
     bad.write_bytes(b"nope")
     assert main(["reconstruct", str(trained), str(bad), "--out", str(tmp_path / "g.png")]) == 2
     assert f"image {bad} is unreadable" in capsys.readouterr().err
+    assert main(["reconstruct", str(trained), str(tmp_path / "gone.jpg"), "--out", str(tmp_path / "g.png")]) == 2
+    assert f"image {tmp_path / 'gone.jpg'} does not exist" in capsys.readouterr().err
 
 
 def test_real_sample_training_loss_falls(celeba_sample: Path, tmp_path: Path) -> None:

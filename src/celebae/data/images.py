@@ -63,7 +63,7 @@ def square(img: Image.Image, crop: str = "resize-crop") -> Image.Image:
 def load_image(path: str | Path, crop: str = "resize-crop") -> tuple[np.ndarray, bool]:
     """Read ``path`` → (uint8 array 3×SIZE×SIZE, whether it had to be upscaled).
 
-    Raises BadImage for unreadable, truncated or too small files.
+    Raises BadImage for unreadable, truncated or too small files, FileNotFoundError for a missing one.
     """
     try:
         with warnings.catch_warnings():
@@ -74,6 +74,8 @@ def load_image(path: str | Path, crop: str = "resize-crop") -> tuple[np.ndarray,
                     img.draft("RGB", (2 * SIZE, 2 * SIZE))
                 img.load()
                 img = to_rgb(ImageOps.exif_transpose(img))
+    except FileNotFoundError:
+        raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise BadImage(f"unreadable or corrupt ({err})") from None
     w, h = img.size

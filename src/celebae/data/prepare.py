@@ -84,6 +84,8 @@ def _decode_chunk(task: tuple) -> list[tuple[int, str | None, bool]]:
             report.append((i, None, upscaled))
         except BadImage as err:
             report.append((i, str(err), False))
+        except FileNotFoundError:  # removed after the folder was listed
+            report.append((i, "missing (removed while preparing)", False))
     out.flush()
     return report
 
