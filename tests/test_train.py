@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import celebae
 from celebae import CelebaeError, Settings, read_metrics, train
-from celebae.checkpoint import read_metadata
+from celebae.checkpoint import load_state, read_metadata, save_state
 
 SUMMARY_KEYS = {"train_mse", "val_mse", "test_mse", "test_psnr", "params", "train_images_per_s", "wall_s"}
 
@@ -206,3 +206,32 @@ def test_a_kill_between_the_state_and_the_weights_still_resumes(tmp_path: Path, 
     train(straight, progress=False)
     a, b = (load_file(p / "checkpoints" / "last.safetensors") for p in (tmp_path / "run", tmp_path / "straight"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_restored_adam_moments_keep_their_parameters_layout(tmp_path: Path) -> None:
+    """Fused Adam reads parameter, gradient and moments as flat memory, so moments restored from a
+    checkpoint must have their (channels_last) parameter's layout, or the resumed steps go wrong."""
+
+    def make() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        model = celebae.build_model("conv", nf=4).to(memory_format=torch.channels_last)
+        return model, torch.optim.Adam(model.parameters(), lr=1e-2, fused=True)
+
+    x = torch.rand(2, 3, 128, 128) * 2 - 1
+
+    def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), x).backward()
+        optimizer.step()
+
+    a, opt_a = make()
+    step(a, opt_a)
+    save_state(opt_a, tmp_path / "state.safetensors", {"step": 1})
+    b, opt_b = make()
+    b.load_state_dict(a.state_dict())
+    load_state(opt_b, tmp_path / "state.safetensors")
+    assert all(opt_b.state[p]["exp_avg_sq"].stride() == p.stride() for p in b.parameters())
+    step(a, opt_a)
+    step(b, opt_b)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key

@@ -119,6 +119,14 @@ def load_state(optimizer: torch.optim.Optimizer, path: Path) -> dict[str, Any]:
             _, pid, key = name.split(".", 2)
             state.setdefault(int(pid), {})[key] = value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    # The moments come back from the file row-major; give them their parameter's layout (channels_last
+    # weights). Fused Adam walks parameter, gradient and moments as flat memory: on a CPU it silently
+    # mixes up elements whose layouts differ, on CUDA it refuses them.
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    optimizer.state[p][key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
     torch.set_rng_state(tensors["rng.cpu"])
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
