@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from celebae import CelebaeError, ConvAutoencoder, PoolAutoencoder, build_model, count_parameters
+from celebae.models import CodeConv2d, CodeConvTranspose2d
 
 # architecture.md's table: nf → (encoder, decoder, total)
 CONV_PARAMS = {
@@ -90,6 +91,25 @@ def test_layers_are_kernel4_without_bias_and_activations_as_stated() -> None:
     # slope 1.0 is the authors' code as written (LeakyReLU(True)): the encoder is linear
     authors = build_model("conv", nf=16, slope=1.0)
     assert {m.negative_slope for m in authors.modules() if isinstance(m, nn.LeakyReLU)} == {1.0}
+
+
+@pytest.mark.parametrize("fast,plain", [(CodeConv2d, nn.Conv2d), (CodeConvTranspose2d, nn.ConvTranspose2d)])
+def test_code_layers_compute_what_the_plain_convolutions_do(fast: type, plain: type) -> None:
+    torch.manual_seed(0)
+    a, b = fast(32, 24, 4, 1, 0, bias=False), plain(32, 24, 4, 1, 0, bias=False)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(5, 32, *((4, 4) if plain is nn.Conv2d else (1, 1)), requires_grad=True)
+    ya, yb = a(x), b(x)
+    assert ya.shape == yb.shape == ((5, 24, 1, 1) if plain is nn.Conv2d else (5, 24, 4, 4))
+    torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ya)
+    ga = torch.autograd.grad(ya, (x, a.weight), g)
+    gb = torch.autograd.grad(yb, (x, b.weight), g)
+    for u, v in zip(ga, gb, strict=True):
+        torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
+    # any other shape takes the ordinary path
+    x8 = torch.randn(2, 32, 8, 8)
+    torch.testing.assert_close(a(x8), b(x8))
 
 
 def test_separate_encoder_and_decoder_widths() -> None:

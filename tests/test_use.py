@@ -130,8 +130,11 @@ def test_interpolation_ends_reconstruct_their_inputs(run: Path, odd_folder: Path
     cells = [picture[2:130, margin + 2 + j * 130 : margin + 130 + j * 130].transpose(2, 0, 1) for j in range(7)]
     trained = celebae.load(run)
     _, recon = trained.reconstruct([a, b])
-    assert np.array_equal(cells[1], recon[0].cpu().numpy())  # t = 0 is A's reconstruction
-    assert np.array_equal(cells[5], recon[1].cpu().numpy())  # t = 1 is B's
+    # t = 0 is A's reconstruction, t = 1 is B's: equal up to a grey level where the batch of 5 mixes rounds
+    # differently from the batch of 2 (matrix products are not batch-size invariant in their last bit)
+    for cell, image in ((cells[1], recon[0]), (cells[5], recon[1])):
+        diff = np.abs(cell.astype(int) - image.cpu().numpy().astype(int))
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.99
     assert not np.array_equal(cells[3], cells[1])
 
 

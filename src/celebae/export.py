@@ -59,9 +59,9 @@ def export(run: str | Path, fmt: str, out_dir: str | Path, checkpoint: str = "be
         else:
             path = out_dir / f"{name}.pt"
             with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore", DeprecationWarning
-                )  # TorchScript is deprecated upstream; still asked for
+                warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream
+                # the code layers branch on the spatial size, which is fixed (128×128 images); the trace keeps it
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 torch.jit.save(torch.jit.trace(module, example), str(path))
         written.append(path)
     meta = out_dir / "export.json"
