@@ -30,11 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from celebae.data import Batches, open_source, place, prepare_split
 from celebae.data.prepare import available_cores
 from celebae.evaluate import autocast
-from celebae.models import build_model
+from celebae.models import CodeConv2d, CodeConvTranspose2d, build_model
 from celebae.perf import default_precision, matmul_peak_flops, training_flops_per_image, tune_allocator
 from celebae.train import resolve_device
 
@@ -100,9 +101,21 @@ class Timer:
         return (self.done - self.warmup) * BATCH / (time.perf_counter() - self.t0)
 
 
+def authors_model(name: str, nf: int) -> torch.nn.Module:
+    """The same network with every layer a plain ``nn.Conv2d``/``nn.ConvTranspose2d``, as the authors wrote it
+    (celebae computes the two code layers as the matrix products they are)."""
+    model = build_model(name, nf=nf)
+    for module in model.modules():
+        if isinstance(module, CodeConv2d):
+            module.__class__ = nn.Conv2d
+        elif isinstance(module, CodeConvTranspose2d):
+            module.__class__ = nn.ConvTranspose2d
+    return model
+
+
 def time_baseline(name: str, nf: int, files: list[Path], timer: Timer, device: torch.device) -> float:
     torch.manual_seed(0)
-    model = build_model(name, nf=nf).to(device)
+    model = authors_model(name, nf).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.9, 0.999))
     loader = torch.utils.data.DataLoader(
         AuthorsCelebA(files), batch_size=BATCH, shuffle=True, drop_last=True, num_workers=4
@@ -124,7 +137,7 @@ def time_celebae(name: str, nf: int, images: np.ndarray, timer: Timer, device: t
     model = build_model(name, nf=nf).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, fused=device.type == "cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, fused=device.type in ("cuda", "cpu"))
     batches = Batches(place(images, device), BATCH, device, shuffle=True, drop_last=True, channels_last=channels_last)
     running, epoch = True, 0
     while running:
@@ -161,7 +174,7 @@ def _cpu_step_memory(name: str, nf: int, precision: str) -> float:
     before = vm("VmRSS")
     device = torch.device("cpu")
     model = build_model(name, nf=nf).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, fused=True)
     x = torch.rand(BATCH, 3, 128, 128).contiguous(memory_format=torch.channels_last)
     for _ in range(2):
         _step(model, optimizer, x, precision, device)

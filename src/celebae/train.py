@@ -304,9 +304,13 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
         if device.type != "cuda":
             raise CelebaeError("--sync-batchnorm needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU version)")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    # One fused kernel for the whole Adam step on a GPU: small batches are launch-bound.
+    # One fused kernel for the whole Adam step: on a GPU small batches are launch-bound, and on a CPU
+    # the per-tensor loop costs 5× the fused step (benchmarks/RESULTS.md).
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=settings.lr, betas=(settings.beta1, settings.beta2), fused=device.type == "cuda"
+        model.parameters(),
+        lr=settings.lr,
+        betas=(settings.beta1, settings.beta2),
+        fused=device.type in ("cuda", "cpu"),
     )
     pos = Position()
     if resume:
