@@ -36,7 +36,7 @@ from celebae.data import Batches, open_source, place, prepare_split
 from celebae.data.prepare import available_cores
 from celebae.evaluate import autocast
 from celebae.models import CodeConv2d, CodeConvTranspose2d, build_model
-from celebae.perf import default_precision, matmul_peak_flops, training_flops_per_image, tune_allocator
+from celebae.perf import adam, default_precision, matmul_peak_flops, training_flops_per_image, tune_allocator
 from celebae.train import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def time_celebae(name: str, nf: int, images: np.ndarray, timer: Timer, device: t
     model = build_model(name, nf=nf).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, fused=device.type in ("cuda", "cpu"))
+    optimizer = adam(model.parameters(), lr=2e-4, betas=(0.9, 0.999))
     batches = Batches(place(images, device), BATCH, device, shuffle=True, drop_last=True, channels_last=channels_last)
     running, epoch = True, 0
     while running:
@@ -156,7 +156,7 @@ def step_memory(name: str, nf: int, device: torch.device, precision: str) -> flo
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             return pool.apply(_cpu_step_memory, (name, nf, precision))
     model = build_model(name, nf=nf).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, fused=True)
+    optimizer = adam(model.parameters(), lr=2e-4, betas=(0.9, 0.999))
     x = torch.rand(BATCH, 3, 128, 128, device=device).contiguous(memory_format=torch.channels_last)
     _step(model, optimizer, x, precision, device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -174,7 +174,7 @@ def _cpu_step_memory(name: str, nf: int, precision: str) -> float:
     before = vm("VmRSS")
     device = torch.device("cpu")
     model = build_model(name, nf=nf).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, fused=True)
+    optimizer = adam(model.parameters(), lr=2e-4, betas=(0.9, 0.999))
     x = torch.rand(BATCH, 3, 128, 128).contiguous(memory_format=torch.channels_last)
     for _ in range(2):
         _step(model, optimizer, x, precision, device)

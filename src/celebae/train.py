@@ -38,7 +38,7 @@ from .data import Batches, load_split, open_source, place, to_uint8
 from .errors import CelebaeError
 from .evaluate import autocast, score
 from .models import IMAGE_NUMEL, build_model, count_parameters
-from .perf import default_precision, tune_allocator
+from .perf import adam, default_precision, tune_allocator
 from .plots import plot_losses, save_grid
 from .settings import Settings
 
@@ -304,14 +304,7 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
         if device.type != "cuda":
             raise CelebaeError("--sync-batchnorm needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU version)")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    # One fused kernel for the whole Adam step: on a GPU small batches are launch-bound, and on a CPU
-    # the per-tensor loop costs 5× the fused step (benchmarks/RESULTS.md).
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=settings.lr,
-        betas=(settings.beta1, settings.beta2),
-        fused=device.type in ("cuda", "cpu"),
-    )
+    optimizer = adam(model.parameters(), lr=settings.lr, betas=(settings.beta1, settings.beta2))
     pos = Position()
     if resume:
         ckpt.load_weights(model, last)
