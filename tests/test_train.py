@@ -235,3 +235,30 @@ def test_restored_adam_moments_keep_their_parameters_layout(tmp_path: Path) -> N
     step(b, opt_b)
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
+
+
+EXPECTED = Path(__file__).parent / "expected"
+
+
+@pytest.mark.parametrize("model", sorted(celebae.MODELS))
+def test_training_log_matches_the_expected_log(tmp_path: Path, model: str) -> None:
+    """A fixed fp32 CPU run's losses, step by step, against the log it wrote when this file was last
+    regenerated (``CELEBAE_UPDATE_EXPECTED=1 pytest tests/test_train.py -k expected_log``): any change to
+    the data order, initialisation, loss or optimiser shows here. Tolerance 1e-3: other CPUs and torch
+    versions sum in another order."""
+    settings = tiny(tmp_path, model=model, nf=8 if model == "conv" else 4, epochs=3, log_every=1, lr=1e-3)
+    train(settings.replace(device="cpu", precision="fp32", channels_last=False), progress=False)
+    columns = ("kind", "epoch", "step", "train_loss", "val_loss")
+    rows = [{c: r[c] for c in columns} for r in read_metrics(tmp_path / "run")]
+    path = EXPECTED / f"train-{model}.json"
+    if os.environ.get("CELEBAE_UPDATE_EXPECTED"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n")
+        pytest.skip(f"wrote {path}")
+    expected = json.loads(path.read_text())
+    assert [(r["kind"], r["epoch"], r["step"]) for r in rows] == [(r["kind"], r["epoch"], r["step"]) for r in expected]
+    for got, want in zip(rows, expected, strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert (got[key] is None) == (want[key] is None), (got, want)
+            if want[key] is not None:
+                assert got[key] == pytest.approx(want[key], rel=1e-3), (key, got["step"])
