@@ -39,7 +39,7 @@ class CodeConv2d(nn.Conv2d):
     matrix-product speed (benchmarks/RESULTS.md). Same weights, same result up to rounding."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != self.kernel_size or self.padding != (0, 0):
+        if x.shape[-2:] != self.kernel_size or (self.padding, self.dilation, self.groups) != ((0, 0), (1, 1), 1):
             return super().forward(x)
         return F.linear(x.flatten(1), self.weight.flatten(1))[:, :, None, None]
 
@@ -49,7 +49,8 @@ class CodeConvTranspose2d(nn.ConvTranspose2d):
     weight matrix, reshaped to 4×4; computed as that product (see ``CodeConv2d``)."""
 
     def forward(self, z: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if z.shape[-2:] != (1, 1) or self.padding != (0, 0) or output_size is not None:
+        plain = (self.padding, self.output_padding, self.dilation, self.groups) == ((0, 0), (0, 0), (1, 1), 1)
+        if z.shape[-2:] != (1, 1) or not plain or output_size is not None:
             return super().forward(z, output_size)
         return (z.flatten(1) @ self.weight.flatten(1)).view(z.shape[0], self.out_channels, *self.kernel_size)
 
