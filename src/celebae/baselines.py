@@ -13,14 +13,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .data.batches import to_unit_range
+
 
 def _batches(images: np.ndarray, size: int):
     """(start, float N×D rows in [-1, 1]) of a uint8 array, one chunk in memory at a time."""
     for start in range(0, len(images), size):
-        yield (
-            start,
-            torch.from_numpy(np.array(images[start : start + size])).reshape(-1, _dim(images)).float() / 127.5 - 1,
-        )
+        yield start, to_unit_range(torch.from_numpy(np.array(images[start : start + size]))).reshape(-1, _dim(images))
 
 
 def _dim(images: np.ndarray) -> int:

@@ -145,11 +145,12 @@ def neighbours(
     trained = load(run, device=device)
     images = split_images(trained, data, split, limit)
     codes = trained.encode_batches(images.pixels)
-    q = trained.encode(query).cpu()
+    x = trained.images(query)
+    q = trained.encode_tensor(x).cpu()
     cosine = metric == "cosine"
     dist = 1 - torch.nn.functional.cosine_similarity(codes, q, dim=1) if cosine else (codes - q).norm(dim=1)
     order = torch.argsort(dist)[:k].numpy()
-    save_labelled_grid([to_uint8(trained.images(query)).cpu(), images.pixels[order]], ["query", f"{k} nearest"], out)
+    save_labelled_grid([to_uint8(x).cpu(), images.pixels[order]], ["query", f"{k} nearest"], out)
     return [(images.files[i], float(dist[i])) for i in order]
 
 

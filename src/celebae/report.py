@@ -127,10 +127,11 @@ def reconstruction_figure(runs: list[RunRecord], path: Path, count: int = 8) -> 
     return save_labelled_grid(rows, ["input"] + [r.label for r in runs], path)
 
 
-def write_tables_and_figures(sweep_dir: str | Path) -> list[Path]:
-    """results.csv/.md, val_loss.png (per epoch), val_loss_steps.png, train_loss.png, reconstructions.png."""
+def write_tables_and_figures(sweep_dir: str | Path, runs: list[RunRecord] | None = None) -> list[Path]:
+    """results.csv/.md, val_loss.png (per epoch), val_loss_steps.png, train_loss.png, reconstructions.png
+    (of ``runs`` when already read)."""
     sweep_dir = Path(sweep_dir)
-    runs = read_runs(sweep_dir)
+    runs = runs or read_runs(sweep_dir)
     steps = max(len([m for m in r.metrics if m["kind"] == "step"]) for r in runs)
     return [
         *write_table(runs, sweep_dir),
@@ -272,7 +273,7 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
     """report.md in the sweep folder: what ran, the table, the figures, and each of the report's claims."""
     sweep_dir = Path(sweep_dir)
     runs = read_runs(sweep_dir)
-    figures = write_tables_and_figures(sweep_dir)
+    figures = write_tables_and_figures(sweep_dir, runs)
     study = json.loads((sweep_dir / "study.json").read_text()) if (sweep_dir / "study.json").exists() else {}
     failed = []
     if (sweep_dir / "sweep.json").exists():

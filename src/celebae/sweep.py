@@ -173,10 +173,12 @@ def sweep(
     gpus = torch.cuda.device_count()
     if parallel is None:
         parallel = gpus if gpus > 1 and all(s.device in ("auto", "cuda") for s in points) else 1
-    todo = [s for s in points if _status(s) != "done"]
+    todo = []
     for s in points:
         if _status(s) == "done":
             log.info("%s: finished earlier, skipped", Path(s.out).name)
+        else:
+            todo.append(s)
     results: dict[str, tuple[str, str | None]] = {}
     if parallel > 1 and len(todo) > 1:
         ctx = multiprocessing.get_context("spawn")

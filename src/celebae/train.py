@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .data import Batches, load_split, open_source, place, to_uint8
+from .data import Batches, load_split, open_source, place, to_uint8, to_unit_range
 from .errors import CelebaeError
 from .evaluate import autocast, score
 from .models import IMAGE_NUMEL, build_model, count_parameters
@@ -535,7 +535,7 @@ def _figures(run: Path, model: torch.nn.Module, test_images: Any, settings: Sett
     device = next(model.parameters()).device
     x = torch.from_numpy(test_images[: settings.grid_images].copy()).to(device)
     model.eval()
-    y = model(x.float().div(127.5).sub(1))
+    y = model(to_unit_range(x))
     save_grid([x, to_uint8(y)], run / "reconstructions.png")
     rows = read_metrics(run)
     steps = [r for r in rows if r["kind"] == "step"]
