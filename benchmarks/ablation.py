@@ -17,12 +17,17 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
-from throughput import BATCH, authors_model
+from throughput import BATCH, authors_model, train_step
 
-from celebae.evaluate import autocast
 from celebae.models import build_model
-from celebae.perf import adam, default_precision, training_flops_per_image, tune_allocator
+from celebae.perf import (
+    adam,
+    default_channels_last,
+    default_precision,
+    synchronize,
+    training_flops_per_image,
+    tune_allocator,
+)
 from celebae.train import resolve_device
 
 
@@ -30,7 +35,7 @@ def make_step(name: str, nf: int, device: torch.device, change: str) -> Callable
     """One training step of the default path, or of the default path with ``change`` switched off."""
     torch.manual_seed(0)
     precision = "fp32" if change == "fp32" else default_precision(device)
-    channels_last = change != "contiguous" and (precision == "bf16" or device.type == "cuda")
+    channels_last = change != "contiguous" and default_channels_last(device, precision)
     model = (authors_model(name, nf) if change == "plain-code-layers" else build_model(name, nf=nf)).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -41,27 +46,17 @@ def make_step(name: str, nf: int, device: torch.device, change: str) -> Callable
     x = torch.rand(BATCH, 3, 128, 128, device=device) * 2 - 1
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-
-    def step() -> None:
-        with autocast(device, precision):
-            y = model(x)
-        loss = F.mse_loss(y.float(), x)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return lambda: train_step(model, optimizer, x, precision, device)
 
 
 def images_per_s(step: Callable[[], None], seconds: float, device: torch.device) -> float:
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     step()  # untimed: the allocator settles, lazy initialisation happens
-    sync()
+    synchronize(device)
     n, t0 = 0, time.perf_counter()
     while n < 3 or time.perf_counter() - t0 < seconds:
         step()
         n += 1
-    sync()
+    synchronize(device)
     return n * BATCH / (time.perf_counter() - t0)
 
 

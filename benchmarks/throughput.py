@@ -25,6 +25,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -38,7 +39,15 @@ from celebae.data import Batches, open_source, place, prepare_split
 from celebae.data.prepare import available_cores
 from celebae.evaluate import autocast
 from celebae.models import CodeConv2d, CodeConvTranspose2d, build_model
-from celebae.perf import adam, default_precision, matmul_peak_flops, training_flops_per_image, tune_allocator
+from celebae.perf import (
+    adam,
+    default_channels_last,
+    default_precision,
+    matmul_peak_flops,
+    synchronize,
+    training_flops_per_image,
+    tune_allocator,
+)
 from celebae.train import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +76,10 @@ class AuthorsCelebA(torch.utils.data.Dataset):
         return (x - 0.5) / 0.5
 
 
-def _step(model, optimizer, x, precision: str, device: torch.device) -> torch.Tensor:
+def train_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, precision: str, device: torch.device
+) -> torch.Tensor:
+    """One MSE training step, as celebae's training loop takes it."""
     with autocast(device, precision):
         y = model(x)
     loss = F.mse_loss(y.float(), x)
@@ -75,11 +87,6 @@ def _step(model, optimizer, x, precision: str, device: torch.device) -> torch.Te
     loss.backward()
     optimizer.step()
     return loss
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class Timer:
@@ -93,13 +100,13 @@ class Timer:
         """Call after each step; False when enough has been timed."""
         self.done += 1
         if self.done == self.warmup:
-            _sync(self.device)
+            synchronize(self.device)
             self.t0 = time.perf_counter()
         timed = self.done - self.warmup
         return not (timed >= self.steps and time.perf_counter() - self.t0 >= self.seconds)
 
     def images_per_s(self) -> float:
-        _sync(self.device)
+        synchronize(self.device)
         return (self.done - self.warmup) * BATCH / (time.perf_counter() - self.t0)
 
 
@@ -126,7 +133,7 @@ def time_baseline(name: str, nf: int, files: list[Path], timer: Timer, device: t
     while running:
         batches = iter(loader)
         for x in batches:
-            _step(model, optimizer, x.to(device), "fp32", device)
+            train_step(model, optimizer, x.to(device), "fp32", device)
             if not (running := timer.tick()):
                 break
         del batches  # stops the workers before anything else is timed
@@ -135,7 +142,7 @@ def time_baseline(name: str, nf: int, files: list[Path], timer: Timer, device: t
 
 def time_celebae(name: str, nf: int, images: np.ndarray, timer: Timer, device: torch.device, precision: str) -> float:
     torch.manual_seed(0)
-    channels_last = precision == "bf16" or device.type == "cuda"
+    channels_last = default_channels_last(device, precision)
     model = build_model(name, nf=nf).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -144,11 +151,20 @@ def time_celebae(name: str, nf: int, images: np.ndarray, timer: Timer, device: t
     running, epoch = True, 0
     while running:
         for x in batches.epoch(epoch):
-            _step(model, optimizer, x, precision, device)
+            train_step(model, optimizer, x, precision, device)
             if not (running := timer.tick()):
                 break
         epoch += 1
     return timer.images_per_s()
+
+
+def fixed_batch_step(name: str, nf: int, device: torch.device, precision: str) -> Callable[[], torch.Tensor]:
+    """celebae's default training step on one random batch already on the device."""
+    layout = torch.channels_last if default_channels_last(device, precision) else torch.contiguous_format
+    model = build_model(name, nf=nf).to(device).to(memory_format=layout)
+    optimizer = adam(model.parameters(), lr=2e-4, betas=(0.9, 0.999))
+    x = torch.rand(BATCH, 3, 128, 128, device=device).contiguous(memory_format=layout)
+    return lambda: train_step(model, optimizer, x, precision, device)
 
 
 def step_memory(name: str, nf: int, device: torch.device, precision: str) -> float:
@@ -157,12 +173,10 @@ def step_memory(name: str, nf: int, device: torch.device, precision: str) -> flo
     if device.type != "cuda":
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             return pool.apply(_cpu_step_memory, (name, nf, precision))
-    model = build_model(name, nf=nf).to(device).to(memory_format=torch.channels_last)
-    optimizer = adam(model.parameters(), lr=2e-4, betas=(0.9, 0.999))
-    x = torch.rand(BATCH, 3, 128, 128, device=device).contiguous(memory_format=torch.channels_last)
-    _step(model, optimizer, x, precision, device)
+    step = fixed_batch_step(name, nf, device, precision)
+    step()
     torch.cuda.reset_peak_memory_stats(device)
-    _step(model, optimizer, x, precision, device)
+    step()
     return float(torch.cuda.max_memory_allocated(device))
 
 
@@ -174,12 +188,9 @@ def _cpu_step_memory(name: str, nf: int, precision: str) -> float:
 
     tune_allocator()
     before = vm("VmRSS")
-    device = torch.device("cpu")
-    model = build_model(name, nf=nf).to(memory_format=torch.channels_last)
-    optimizer = adam(model.parameters(), lr=2e-4, betas=(0.9, 0.999))
-    x = torch.rand(BATCH, 3, 128, 128).contiguous(memory_format=torch.channels_last)
+    step = fixed_batch_step(name, nf, torch.device("cpu"), precision)
     for _ in range(2):
-        _step(model, optimizer, x, precision, device)
+        step()
     return vm("VmHWM") - before
 
 
@@ -252,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"Machine: {machine()}; batch {BATCH}; best of {args.repeats} measurements, each ≥ {args.steps} steps and "
         f"≥ {args.seconds:g} s after {args.warmup} warm-up steps; "
-        f"celebae path: {precision}{' + channels_last' if precision == 'bf16' or device.type == 'cuda' else ''}, "
+        f"celebae path: {precision}{' + channels_last' if default_channels_last(device, precision) else ''}, "
         f"allocator tuned: {tuned}; measured matmul peak: {peak32 / 1e9:.0f} GFLOP/s fp32"
         + (f", {peak / 1e9:.0f} GFLOP/s bf16" if precision == "bf16" else ""),
         "",

@@ -54,6 +54,11 @@ def default_precision(device: torch.device) -> str:
     return "fp32"
 
 
+def default_channels_last(device: torch.device, precision: str) -> bool:
+    """channels_last where the convolutions are faster in it: with bf16, and on GPUs."""
+    return precision == "bf16" or device.type == "cuda"
+
+
 def adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
     """Adam with one fused kernel for the whole step where this torch has one for the device (CUDA; CPU
     since torch 2.4), else the per-tensor loop. Fused pays on a GPU, where small batches are launch-bound,
@@ -101,16 +106,17 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, 
         conv = torch.nn.Conv2d(c, c, 1, bias=False).to(device, dtype).to(memory_format=torch.channels_last)
         with torch.no_grad():
             conv(x)
-            _sync(device)
+            synchronize(device)
             runs, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:
                 conv(x)
                 runs += 1
-            _sync(device)
+            synchronize(device)
             best = max(best, runs * 2 * n * hw * hw * c * c / (time.perf_counter() - t0))
     return best
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; a CPU needs no wait)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

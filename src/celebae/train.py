@@ -38,7 +38,7 @@ from .data import Batches, load_split, open_source, place, to_uint8, to_unit_ran
 from .errors import CelebaeError
 from .evaluate import autocast, score
 from .models import IMAGE_NUMEL, build_model, count_parameters
-from .perf import adam, default_precision, tune_allocator
+from .perf import adam, default_channels_last, default_precision, tune_allocator
 from .plots import plot_losses, save_grid
 from .settings import Settings
 
@@ -141,7 +141,7 @@ def resolve_runtime(settings: Settings, device: torch.device) -> Settings:
     precision = default_precision(device) if settings.precision == "auto" else settings.precision
     channels_last = settings.channels_last
     if channels_last is None:
-        channels_last = precision == "bf16" or device.type == "cuda"
+        channels_last = default_channels_last(device, precision)
     return settings.replace(precision=precision, channels_last=channels_last)
 
 
