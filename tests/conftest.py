@@ -27,6 +27,11 @@ def celeba_sample() -> Path:
     return SAMPLE
 
 
+def flags(**values: object) -> list[str]:
+    """Command-line flags for settings: ``flags(batch_size=16)`` → ``["--batch-size", "16"]``."""
+    return [part for key, value in values.items() for part in (f"--{key.replace('_', '-')}", str(value))]
+
+
 def tiny(tmp_path: Path, **changes) -> Settings:
     """Settings for a training run of a few seconds on synthetic faces."""
     values = dict(

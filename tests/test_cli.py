@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import flags
 from PIL import Image
 
 import celebae
@@ -16,22 +17,16 @@ from celebae.data import draw_face
 
 COMMANDS = ["train", "evaluate", "reconstruct", "prepare", "demo"]
 TINY = [
-    "--data",
-    "synthetic",
-    "--synthetic-size",
-    "200",
-    "--nf",
-    "8",
-    "--batch-size",
-    "16",
-    "--epochs",
-    "1",
-    "--limit-train",
-    "64",
-    "--limit-val",
-    "16",
-    "--limit-test",
-    "16",
+    *flags(
+        data="synthetic",
+        synthetic_size=200,
+        nf=8,
+        batch_size=16,
+        epochs=1,
+        limit_train=64,
+        limit_val=16,
+        limit_test=16,
+    ),
     "--quiet",
 ]
 

@@ -11,32 +11,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch.distributed as dist
+from conftest import flags
 
 from celebae import read_metrics
 from celebae.checkpoint import read_metadata
 from celebae.cli import main
 
 COMMON = [
-    "--data",
-    "synthetic",
-    "--synthetic-size",
-    "200",
-    "--nf",
-    "8",
-    "--batch-size",
-    "16",
-    "--limit-train",
-    "64",
-    "--limit-val",
-    "32",
-    "--limit-test",
-    "16",
-    "--device",
-    "cpu",
-    "--precision",
-    "fp32",
-    "--log-every",
-    "2",
+    *flags(
+        data="synthetic",
+        synthetic_size=200,
+        nf=8,
+        batch_size=16,
+        limit_train=64,
+        limit_val=32,
+        limit_test=16,
+        device="cpu",
+        precision="fp32",
+        log_every=2,
+    ),
     "--quiet",
 ]
 # BatchNorm sees 8 images per process instead of 16 (PyTorch has no CPU SyncBatchNorm), so the two runs
