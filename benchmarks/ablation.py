@@ -17,18 +17,12 @@ import time
 from collections.abc import Callable
 
 import torch
-from throughput import BATCH, authors_model, train_step
+from throughput import BATCH, MSE, authors_model
 
+from celebae.device import adam, default_channels_last, default_precision, resolve_device, synchronize, tune_allocator
+from celebae.measure import training_flops_per_image
 from celebae.models import build_model
-from celebae.perf import (
-    adam,
-    default_channels_last,
-    default_precision,
-    synchronize,
-    training_flops_per_image,
-    tune_allocator,
-)
-from celebae.train import resolve_device
+from celebae.training import train_step
 
 
 def make_step(name: str, nf: int, device: torch.device, change: str) -> Callable[[], None]:
@@ -46,7 +40,7 @@ def make_step(name: str, nf: int, device: torch.device, change: str) -> Callable
     x = torch.rand(BATCH, 3, 128, 128, device=device) * 2 - 1
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    return lambda: train_step(model, optimizer, x, precision, device)
+    return lambda: train_step(model, optimizer, x, MSE, precision, device)
 
 
 def images_per_s(step: Callable[[], None], seconds: float, device: torch.device) -> float:

@@ -31,24 +31,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
 from celebae.data import Batches, open_source, place, prepare_split
 from celebae.data.prepare import available_cores
-from celebae.evaluate import autocast
+from celebae.device import adam, default_channels_last, default_precision, resolve_device, synchronize, tune_allocator
+from celebae.losses import get_loss
+from celebae.measure import matmul_peak_flops, training_flops_per_image
 from celebae.models import CodeConv2d, CodeConvTranspose2d, build_model
-from celebae.perf import (
-    adam,
-    default_channels_last,
-    default_precision,
-    matmul_peak_flops,
-    synchronize,
-    training_flops_per_image,
-    tune_allocator,
-)
-from celebae.train import resolve_device
+from celebae.training import train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "celeba-sample"
@@ -76,17 +68,7 @@ class AuthorsCelebA(torch.utils.data.Dataset):
         return (x - 0.5) / 0.5
 
 
-def train_step(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, precision: str, device: torch.device
-) -> torch.Tensor:
-    """One MSE training step, as celebae's training loop takes it."""
-    with autocast(device, precision):
-        y = model(x)
-    loss = F.mse_loss(y.float(), x)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss
+MSE = get_loss("mse")
 
 
 class Timer:
@@ -133,7 +115,7 @@ def time_baseline(name: str, nf: int, files: list[Path], timer: Timer, device: t
     while running:
         batches = iter(loader)
         for x in batches:
-            train_step(model, optimizer, x.to(device), "fp32", device)
+            train_step(model, optimizer, x.to(device), MSE, "fp32", device)
             if not (running := timer.tick()):
                 break
         del batches  # stops the workers before anything else is timed
@@ -151,7 +133,7 @@ def time_celebae(name: str, nf: int, images: np.ndarray, timer: Timer, device: t
     running, epoch = True, 0
     while running:
         for x in batches.epoch(epoch):
-            train_step(model, optimizer, x, precision, device)
+            train_step(model, optimizer, x, MSE, precision, device)
             if not (running := timer.tick()):
                 break
         epoch += 1
@@ -164,7 +146,7 @@ def fixed_batch_step(name: str, nf: int, device: torch.device, precision: str) -
     model = build_model(name, nf=nf).to(device).to(memory_format=layout)
     optimizer = adam(model.parameters(), lr=2e-4, betas=(0.9, 0.999))
     x = torch.rand(BATCH, 3, 128, 128, device=device).contiguous(memory_format=layout)
-    return lambda: train_step(model, optimizer, x, precision, device)
+    return lambda: train_step(model, optimizer, x, MSE, precision, device)
 
 
 def step_memory(name: str, nf: int, device: torch.device, precision: str) -> float:

@@ -74,7 +74,8 @@ def test_two_processes_match_one_and_resume(tmp_path: Path) -> None:
     assert summary["val_mse"] == pytest.approx(single["val_mse"], rel=2 * RTOL)
 
     # one epoch, then --resume to two, under torchrun: the same as two epochs straight
-    assert torchrun(*COMMON, "--epochs", "1", "--out", str(split)).returncode == 0
+    first = torchrun(*COMMON, "--epochs", "1", "--out", str(split))
+    assert first.returncode == 0, first.stderr[-3000:]
     resumed = torchrun(*COMMON, "--epochs", "2", "--out", str(split), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     np.testing.assert_array_equal(step_losses(split), b)

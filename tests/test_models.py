@@ -124,7 +124,7 @@ def test_separate_encoder_and_decoder_widths() -> None:
 def test_bad_model_requests_are_one_line_errors() -> None:
     with pytest.raises(CelebaeError, match="unknown model 'vae'"):
         build_model("vae")
-    with pytest.raises(CelebaeError, match="one width"):
+    with pytest.raises(CelebaeError, match="model .pool. does not take nf_enc"):
         build_model("pool", nf=16, nf_enc=32)
     with pytest.raises(CelebaeError, match="nf must be a positive"):
         build_model("conv", nf=0)

@@ -1,4 +1,8 @@
-"""``celebae``: one command, a subcommand per job. Each parses arguments and calls one public function."""
+"""``celebae``: one command, a subcommand per job. Each parses arguments and calls one public function.
+
+The parser is data: ``COMMANDS`` lists each subcommand's handler, help and arguments; ``Settings``'
+fields make the run-setting flags (``batch_size`` → ``--batch-size``).
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,23 @@ import logging
 import sys
 import types
 import typing
-from collections.abc import Sequence
-from dataclasses import fields
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import CelebaeError
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, parse_value
 
 log = logging.getLogger("celebae")
 
 
 def _field_type(name: str) -> type:
-    """The plain type of a Settings field: ``int | None`` → int."""
+    """The plain type of a Settings field: ``int | None`` → int, ``dict[str, Any]`` → dict."""
     hint = typing.get_type_hints(Settings)[name]
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return next(a for a in typing.get_args(hint) if a is not type(None))
-    return hint
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
 
 
 def add_settings_arguments(
@@ -37,56 +41,66 @@ def add_settings_arguments(
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = _field_type(f.name)
-        default_text = f" (default: {f.default})" if f.default is not None else ""
+        default_text = f" (default: {f.default})" if f.default not in (None, MISSING) else ""
         if kind is bool:
             group.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"] + default_text
             )
+        elif kind is dict:  # model_args: --model-arg NAME=VALUE, repeatable
+            group.add_argument(
+                flag.removesuffix("s"), dest=f.name, action="append", type=_name_value, metavar="NAME=VALUE",
+                help=f.metadata["help"],
+            )  # fmt: skip
         else:
             group.add_argument(
                 flag, type=kind, default=None, metavar=f.name.upper(), help=f.metadata["help"] + default_text
             )
 
 
-def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -> Settings:
-    """Settings = defaults ← --config file (or ``base``) ← flags given on the command line."""
-    values = base.to_dict() if base else {}
-    if getattr(args, "config", None):
-        values.update(load_settings(args.config).to_dict())
-    values.update({f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name, None) is not None})
-    return Settings.from_dict(values)
+def _name_value(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), parse_value(value.strip())
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a command line gives: its --config file's, then its flags'."""
+    values = load_settings(args.config).to_dict() if getattr(args, "config", None) else {}
+    for f in fields(Settings):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = dict(value) if f.name == "model_args" else value
+    return values
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings = defaults ← --config file ← flags given on the command line."""
+    return Settings.from_dict(given_settings(args))
 
 
 # ---- subcommands -------------------------------------------------------------------------------------------------
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from .rundir import RunDir
+    from .training import train
 
-    base = None
     if args.resume:
         if not args.out:
             raise CelebaeError("--resume needs --out RUN, the run directory to continue")
-        config = Path(args.out) / "config.json"
-        if not config.exists():
-            raise CelebaeError(f"nothing to resume in {args.out}: no config.json; drop --resume to start a new run")
-        base = load_settings(config)
-    summary = train(settings_from_args(args, base), resume=args.resume, progress=not args.quiet)
+        settings = RunDir(args.out).resume_settings(given_settings(args))
+    else:
+        settings = settings_from_args(args)
+    summary = train(settings, resume=args.resume, progress=not args.quiet)
     if summary:
-        print(
-            json.dumps(
-                {
-                    k: summary[k]
-                    for k in ("train_mse", "val_mse", "test_mse", "test_psnr", "params", "train_images_per_s", "wall_s")
-                },
-                indent=1,
-            )
-        )
+        keys = ("train_loss", "train_mse", "val_mse", "test_mse", "test_psnr", "params", "train_images_per_s", "wall_s")
+        print(json.dumps({k: summary[k] for k in keys}, indent=1))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, format_table
+    from .evaluation import evaluate, format_table
 
     baselines = tuple(b for b in (args.baselines or "").split(",") if b)
     result = evaluate(
@@ -117,13 +131,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .data import SPLITS, load_split, open_source
+    from .data import SPLITS, load_split
 
-    settings = settings_from_args(args)
-    source = open_source(settings.data, settings.synthetic_size, settings.split_seed)
+    spec = settings_from_args(args).data_spec()
+    source = spec.open()
     log.info("data %s", source.describe())
     for split in SPLITS:
-        prepared = load_split(settings, split, progress=not args.quiet, source=source)
+        prepared = load_split(spec, split, progress=not args.quiet, source=source)
         print(f"{split}: {len(prepared.files):,} images → {prepared.path}")
     return 0
 
@@ -131,7 +145,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import sweep
 
-    overrides = {f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name, None) is not None}
+    overrides = {k: v for k, v in given_settings(args).items() if k != "out"}
     records = sweep(args.study, args.sweep_out, overrides, parallel=args.parallel, dry_run=args.dry_run)
     for r in records:
         line = f"{r['name']}: {r['status']}"
@@ -152,14 +166,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .report import RunRecord, plot_runs
-    from .train import read_metrics
+    from .report import plot_runs
+    from .rundir import RunDir
 
-    runs = []
-    for run in args.runs:
-        summary = Path(run) / "summary.json"
-        label = json.loads(summary.read_text())["label"] if summary.exists() else Path(run).name
-        runs.append(RunRecord(Path(run).name, Path(run), {"label": label}, read_metrics(run)))
+    runs = [RunDir(run) for run in args.runs]
     print(plot_runs(runs, Path(args.out), args.metric, args.x, args.smooth, args.title))
     return 0
 
@@ -223,7 +233,153 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- the parser ------------------------------------------------------------------------------------------------
+# ---- the parser, as data ---------------------------------------------------------------------------------------
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than ``low`` (counts, steps, limits)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer ≥ {low}"
+    return parse
+
+
+@dataclass(frozen=True)
+class Arg:
+    flags: tuple[str, ...]
+    options: dict[str, Any]
+
+
+def arg(*flags: str, **options: Any) -> Arg:
+    return Arg(flags, options)
+
+
+@dataclass(frozen=True)
+class SettingsFlags:
+    """The run-setting flags a command takes: all of them, ``only`` some, or all but ``exclude``."""
+
+    only: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+
+
+RUN = arg("run", help="run directory")
+DEVICE = arg("--device", default="auto")
+CHECKPOINT = arg("--checkpoint", default="best", choices=("best", "last"))
+QUIET = arg("--quiet", action="store_true", help="no progress bars")
+CONFIG = arg("--config", help="TOML file of settings (flags given here override it)")
+DATA_SETTINGS = (
+    "data",
+    "synthetic_size",
+    "crop",
+    "limit_train",
+    "limit_val",
+    "limit_test",
+    "split_seed",
+    "strict_images",
+    "cache_dir",
+)
+
+
+def latent_args(out_help: str) -> list[Arg | SettingsFlags]:
+    """The arguments every tool that reads a split of images takes."""
+    return [
+        RUN,
+        arg("--out", required=True, help=out_help),
+        arg("--data", help="a CelebA folder, an image folder or synthetic (default: the run's data)"),
+        arg("--split", default="test", choices=("train", "val", "test", "all")),
+        arg("--limit", type=at_least(1), help="only the first N images of the split"),
+        DEVICE,
+    ]
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | SettingsFlags]]] = {
+    "train": (cmd_train, "Train an autoencoder into a run directory.", [
+        CONFIG,
+        arg("--resume", action="store_true", help="continue the run in --out from its last checkpoint"),
+        QUIET,
+        SettingsFlags(),
+    ]),
+    "evaluate": (cmd_evaluate, "Score a trained run: MSE and PSNR on a split.", [
+        RUN,
+        arg("--split", default="test", choices=("train", "val", "test")),
+        CHECKPOINT,
+        arg("--data", help="score on this data instead of the run's own"),
+        arg("--baselines", help="comma-separated: pca,jpeg (codes no larger than the model's)"),
+        arg("--per-image", help="write the model's per-image MSE/PSNR/SSIM to this CSV"),
+        DEVICE,
+    ]),
+    "reconstruct": (cmd_reconstruct, "Reconstruct image files: a grid, inputs above, outputs below.", [
+        RUN,
+        arg("images", nargs="+", help="image files (any size; cropped as the run was trained)"),
+        arg("--out", default="reconstructions.png", help="grid PNG to write"),
+        CHECKPOINT,
+        DEVICE,
+    ]),
+    "prepare": (cmd_prepare, "Decode a data set's splits into the uint8 cache ahead of training.", [
+        CONFIG, QUIET, SettingsFlags(only=DATA_SETTINGS),
+    ]),
+    "sweep": (cmd_sweep, "Run every point of a study file (experiments/*.toml) into one sweep folder.", [
+        arg("study", help="study TOML file, e.g. experiments/exp1.toml"),
+        arg("--out", dest="sweep_out", help="sweep folder (default runs/<study name>)"),
+        arg("--dry-run", action="store_true", help="list the expanded runs and their state; train nothing"),
+        arg("--parallel", type=at_least(1), help="points at once (default: one per GPU when there are several)"),
+        SettingsFlags(exclude=("out",)),
+    ]),
+    "report": (cmd_report, "Write report.md for a sweep folder: table, figures, the report's claims.", [
+        arg("sweep", help="sweep folder written by `celebae sweep`"),
+        arg("--out", help="report file (default SWEEP/report.md)"),
+    ]),
+    "plot": (cmd_plot, "Plot loss curves of any runs into one figure.", [
+        arg("runs", nargs="+", help="run directories"),
+        arg("--out", required=True, help="PNG to write"),
+        arg("--metric", choices=("val", "train"), default="val", help="val: per epoch; train: per step"),
+        arg("--x", choices=("epoch", "step", "images"), default="epoch", help="horizontal axis"),
+        arg("--smooth", type=at_least(1), default=1, help="moving mean over this many points"),
+        arg("--title"),
+    ]),
+    "encode": (cmd_encode, "Write the codes of a split (.npy) and its file names (.csv).", [
+        *latent_args("codes file (.npy); the names go beside it as .csv"),
+    ]),
+    "anomalies": (cmd_anomalies, "Rank images by reconstruction error; grid of the extremes.", [
+        *latent_args("folder for ranking.csv and anomalies.png"),
+        arg("--top", type=at_least(1), default=8, help="images shown at each end"),
+    ]),
+    "neighbours": (cmd_neighbours, "Nearest images to a query in code space, as a grid.", [
+        *latent_args("grid PNG"),
+        arg("query", help="query image file"),
+        arg("--k", type=at_least(1), default=8, help="neighbours to show"),
+        arg("--metric", choices=("cosine", "euclidean"), default="cosine"),
+    ]),
+    "map": (cmd_map, "A 2-D PCA map of a split's codes, coloured by reconstruction error.", [*latent_args("PNG")]),
+    "interpolate": (cmd_interpolate, "Decode straight-line mixes of two images' codes into a strip.", [
+        RUN,
+        arg("a", help="first image"),
+        arg("b", help="second image"),
+        arg("--steps", type=at_least(2), default=8, help="decoded mixes, both ends included"),
+        arg("--out", default="interpolation.png"),
+        DEVICE,
+    ]),
+    "export": (cmd_export, "Export the encoder and decoder separately as ONNX or TorchScript.", [
+        RUN,
+        arg("--format", choices=("onnx", "torchscript"), required=True),
+        arg("--out", required=True, help="folder for the files"),
+        CHECKPOINT,
+    ]),
+    "demo": (cmd_demo, "Train conv and pool briefly (synthetic faces, or ./data/celeba if present) and write "
+             "curves, reconstructions and summaries.", [
+        arg("--out", default="runs/demo", help="folder for the demo's runs and figures"),
+        arg("--data", help="data to use (default: ./data/celeba if present, else synthetic)"),
+        arg("--quick", action="store_true", help="a few steps only (a smoke test)"),
+    ]),
+}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,123 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="celebae", description="Deep convolutional autoencoders for CelebA faces (train, evaluate, use)."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, func: Any, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    for name, (func, help_text, arguments) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
-        return p
-
-    p = command("train", cmd_train, "Train an autoencoder into a run directory.")
-    p.add_argument("--config", help="TOML file of settings (flags given here override it)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_settings_arguments(p)
-
-    p = command("evaluate", cmd_evaluate, "Score a trained run: MSE and PSNR on a split.")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
-    p.add_argument("--data", help="score on this data instead of the run's own")
-    p.add_argument("--baselines", help="comma-separated: pca,jpeg (codes no larger than the model's)")
-    p.add_argument("--per-image", help="write the model's per-image MSE/PSNR/SSIM to this CSV")
-    p.add_argument("--device", default="auto")
-
-    p = command("reconstruct", cmd_reconstruct, "Reconstruct image files: a grid, inputs above, outputs below.")
-    p.add_argument("run", help="run directory")
-    p.add_argument("images", nargs="+", help="image files (any size; cropped as the run was trained)")
-    p.add_argument("--out", default="reconstructions.png", help="grid PNG to write")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
-    p.add_argument("--device", default="auto")
-
-    p = command("prepare", cmd_prepare, "Decode a data set's splits into the uint8 cache ahead of training.")
-    p.add_argument("--config", help="TOML file of settings")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_settings_arguments(
-        p,
-        only=(
-            "data",
-            "synthetic_size",
-            "crop",
-            "limit_train",
-            "limit_val",
-            "limit_test",
-            "split_seed",
-            "strict_images",
-            "cache_dir",
-        ),
-    )
-
-    p = command("sweep", cmd_sweep, "Run every point of a study file (experiments/*.toml) into one sweep folder.")
-    p.add_argument("study", help="study TOML file, e.g. experiments/exp1.toml")
-    p.add_argument("--out", dest="sweep_out", help="sweep folder (default runs/<study name>)")
-    p.add_argument("--dry-run", action="store_true", help="list the expanded runs and their state; train nothing")
-    p.add_argument("--parallel", type=int, help="points at once (default: one per GPU when there are several)")
-    add_settings_arguments(p, exclude=("out",))
-
-    p = command("report", cmd_report, "Write report.md for a sweep folder: table, figures, the report's claims.")
-    p.add_argument("sweep", help="sweep folder written by `celebae sweep`")
-    p.add_argument("--out", help="report file (default SWEEP/report.md)")
-
-    p = command("plot", cmd_plot, "Plot loss curves of any runs into one figure.")
-    p.add_argument("runs", nargs="+", help="run directories")
-    p.add_argument("--out", required=True, help="PNG to write")
-    p.add_argument("--metric", choices=("val", "train"), default="val", help="val: per epoch; train: per step")
-    p.add_argument("--x", choices=("epoch", "step", "images"), default="epoch", help="horizontal axis")
-    p.add_argument("--smooth", type=int, default=1, help="moving mean over this many points")
-    p.add_argument("--title")
-
-    def latent_command(name: str, func: Any, help: str, out_help: str) -> argparse.ArgumentParser:
-        p = command(name, func, help)
-        p.add_argument("run", help="run directory")
-        p.add_argument("--out", required=True, help=out_help)
-        p.add_argument("--data", help="a CelebA folder, an image folder or synthetic (default: the run's data)")
-        p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
-        p.add_argument("--limit", type=int, help="only the first N images of the split")
-        p.add_argument("--device", default="auto")
-        return p
-
-    latent_command(
-        "encode",
-        cmd_encode,
-        "Write the codes of a split (.npy) and its file names (.csv).",
-        "codes file (.npy); the names go beside it as .csv",
-    )
-    p = latent_command(
-        "anomalies",
-        cmd_anomalies,
-        "Rank images by reconstruction error; grid of the extremes.",
-        "folder for ranking.csv and anomalies.png",
-    )
-    p.add_argument("--top", type=int, default=8, help="images shown at each end")
-    p = latent_command("neighbours", cmd_neighbours, "Nearest images to a query in code space, as a grid.", "grid PNG")
-    p.add_argument("query", help="query image file")
-    p.add_argument("--k", type=int, default=8)
-    p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine")
-    latent_command("map", cmd_map, "A 2-D PCA map of a split's codes, coloured by reconstruction error.", "PNG")
-
-    p = command("interpolate", cmd_interpolate, "Decode straight-line mixes of two images' codes into a strip.")
-    p.add_argument("run", help="run directory")
-    p.add_argument("a", help="first image")
-    p.add_argument("b", help="second image")
-    p.add_argument("--steps", type=int, default=8, help="decoded mixes, both ends included")
-    p.add_argument("--out", default="interpolation.png")
-    p.add_argument("--device", default="auto")
-
-    p = command("export", cmd_export, "Export the encoder and decoder separately as ONNX or TorchScript.")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--format", choices=("onnx", "torchscript"), required=True)
-    p.add_argument("--out", required=True, help="folder for the files")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
-
-    p = command(
-        "demo",
-        cmd_demo,
-        "Train conv and pool briefly (synthetic faces, or ./data/celeba if present) "
-        "and write curves, reconstructions and summaries.",
-    )
-    p.add_argument("--out", default="runs/demo", help="folder for the demo's runs and figures")
-    p.add_argument("--data", help="data to use (default: ./data/celeba if present, else synthetic)")
-    p.add_argument("--quick", action="store_true", help="a few steps only (a smoke test)")
+        for a in arguments:
+            if isinstance(a, SettingsFlags):
+                add_settings_arguments(p, a.only, a.exclude)
+            else:
+                p.add_argument(*a.flags, **a.options)
     return parser
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .data import load_split
 from .plots import plot_losses, save_grid
+from .rundir import RunDir
+from .runs import load
 from .settings import Settings
-from .train import train
+from .training import train
 
 log = logging.getLogger("celebae")
 
@@ -21,8 +24,6 @@ CELEBA_DEFAULT = Path("data/celeba")
 
 def demo(out: str | Path = "runs/demo", data: str | None = None, quick: bool = False) -> Path:
     """Run the demo into ``out``; finished runs are kept, interrupted ones resumed. Returns the table's path."""
-    from .runs import load
-
     out = Path(out)
     if data is None:
         data = str(CELEBA_DEFAULT) if CELEBA_DEFAULT.is_dir() else "synthetic"
@@ -45,9 +46,9 @@ def demo(out: str | Path = "runs/demo", data: str | None = None, quick: bool = F
             out=str(out / f"{model}-nf16-bs32"),
             **limits,
         )
-        run = Path(settings.out)
-        if not (run / "summary.json").exists():
-            train(settings, resume=(run / "checkpoints" / "last.safetensors").exists())
+        run = RunDir(settings.out)
+        if run.state != "finished":
+            train(settings, resume=run.resumable)
         runs.append(load(run, "last", device="cpu"))
 
     curves = {}
@@ -58,9 +59,7 @@ def demo(out: str | Path = "runs/demo", data: str | None = None, quick: bool = F
         curves, out / "val_loss.png", xlabel="epoch", ylabel="validation MSE", title=f"Validation loss ({data})"
     )
 
-    from .data import load_split
-
-    test = load_split(runs[0].settings, "test", progress=False).images[:8]
+    test = load_split(runs[0].settings.data_spec(), "test", progress=False).images[:8]
     save_grid([test] + [r.reconstruct(test)[1] for r in runs], out / "reconstructions.png")
 
     lines = ["| run | params | train MSE | val MSE | test MSE | test PSNR (dB) | images/s |", "|---" * 7 + "|"]

@@ -1,7 +1,7 @@
 """Export a trained run's encoder and decoder, separately, as ONNX or TorchScript.
 
-    encoder: images N×3×128×128 float in [-1, 1] → code N×code_size
-    decoder: code N×code_size → images N×3×128×128 float in [-1, 1]
+    encoder: images N×3×S×S float in [-1, 1] → code N×code_size     (S: the run's image size, 128 by default)
+    decoder: code N×code_size → images N×3×S×S float in [-1, 1]
 
 The batch dimension stays dynamic. ONNX uses PyTorch's torch.export-based exporter (it needs onnxscript,
 in the ``onnx`` extra); TorchScript is a trace (PyTorch deprecates TorchScript: prefer ONNX for new uses).
@@ -48,7 +48,7 @@ def export(run: str | Path, fmt: str, out_dir: str | Path, checkpoint: str = "be
     model = trained.model.float().eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    images = torch.zeros(2, 3, 128, 128)
+    images = torch.zeros(2, *model.image_shape)
     code = torch.zeros(2, model.code_size)
     parts = [("encoder", Encoder(model), images, "images", "code"), ("decoder", Decoder(model), code, "code", "images")]
     written = []
@@ -60,11 +60,12 @@ def export(run: str | Path, fmt: str, out_dir: str | Path, checkpoint: str = "be
             path = out_dir / f"{name}.pt"
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream
-                # the code layers branch on the spatial size, which is fixed (128×128 images); the trace keeps it
+                # the code layers branch on the spatial size, which is fixed by the model; the trace keeps it
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 torch.jit.save(torch.jit.trace(module, example), str(path))
         written.append(path)
     meta = out_dir / "export.json"
+    c, h, w = model.image_shape
     meta.write_text(
         json.dumps(
             {
@@ -73,7 +74,7 @@ def export(run: str | Path, fmt: str, out_dir: str | Path, checkpoint: str = "be
                 "format": fmt,
                 "label": trained.settings.label,
                 "code_size": model.code_size,
-                "input": "N×3×128×128 float32 in [-1, 1] (RGB; shorter side resized to 128, centre crop)",
+                "input": f"N×{c}×{h}×{w} float32 in [-1, 1] (RGB; shorter side resized to {h}, centre crop)",
                 "torch": torch.__version__,
             },
             indent=1,

@@ -9,39 +9,44 @@ source (``data``: a CelebA folder, an image folder or ``synthetic``); ``split`` 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import SPLITS, load_split, open_source, to_uint8, to_unit_range
+from .data import SPLITS, load_split, to_uint8, to_unit_range
 from .errors import CelebaeError
-from .evaluate import per_image_errors
+from .metrics import per_image_errors
 from .plots import plot_code_map, save_labelled_grid
 from .runs import ImageLike, TrainedRun, load
 
 
 @dataclass
 class Images:
-    pixels: np.ndarray  # uint8 N×3×128×128
+    pixels: np.ndarray  # uint8 N×3×S×S
     files: list[str]
 
 
 def split_images(trained: TrainedRun, data: str | None = None, split: str = "test", limit: int | None = None) -> Images:
     """A split (or ``all``) of ``data`` (default: the run's own), prepared with the run's crop."""
-    settings = trained.settings.replace(
-        data=data or trained.settings.data, limit_train=limit, limit_val=limit, limit_test=limit
-    )
     if split not in (*SPLITS, "all"):
         raise CelebaeError(f"split must be train, val, test or all, got {split!r}")
-    source = open_source(settings.data, settings.synthetic_size, settings.split_seed)
-    parts = [
-        load_split(settings, s, source=source) for s in (SPLITS if split == "all" else (split,)) if source.splits[s]
-    ]
+    spec = trained.settings.replace(data=data or trained.settings.data).data_spec()
+    spec = replace(spec, limits=dict.fromkeys(SPLITS, limit))
+    source = spec.open()
+    parts = [load_split(spec, s, source=source) for s in (SPLITS if split == "all" else (split,)) if source.splits[s]]
     pixels = np.concatenate([np.asarray(p.images) for p in parts])[:limit]
     files = [f for p in parts for f in p.files][:limit]
     return Images(pixels, files)
+
+
+def open_split(
+    run: str | Path, data: str | None, split: str, limit: int | None, device: str
+) -> tuple[TrainedRun, Images]:
+    """The trained run and the images a tool works on (how every split-reading tool starts)."""
+    trained = load(run, device=device)
+    return trained, split_images(trained, data, split, limit)
 
 
 def reconstruction_errors(trained: TrainedRun, pixels: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, ...]:
@@ -61,8 +66,7 @@ def encode(
     device: str = "auto",
 ) -> tuple[Path, Path]:
     """Codes of a split to ``out`` (.npy, N×code_size float32) and the file names in the same order (.csv)."""
-    trained = load(run, device=device)
-    images = split_images(trained, data, split, limit)
+    trained, images = open_split(run, data, split, limit, device)
     codes = trained.encode_batches(images.pixels).numpy()
     out = Path(out).with_suffix(".npy")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +90,7 @@ def anomalies(
 ) -> list[dict]:
     """Rank images by reconstruction error (highest first): ``ranking.csv`` and ``anomalies.png`` (the most
     and the least typical images, each above its reconstruction)."""
-    trained = load(run, device=device)
-    images = split_images(trained, data, split, limit)
+    trained, images = open_split(run, data, split, limit, device)
     codes, mse, psnr = reconstruction_errors(trained, images.pixels)
     order = np.argsort(-mse, kind="stable")
     ranking = [
@@ -142,8 +145,7 @@ def neighbours(
     (the query first); returns (file, distance) pairs, nearest first."""
     if metric not in ("cosine", "euclidean"):
         raise CelebaeError(f"metric must be cosine or euclidean, got {metric!r}")
-    trained = load(run, device=device)
-    images = split_images(trained, data, split, limit)
+    trained, images = open_split(run, data, split, limit, device)
     codes = trained.encode_batches(images.pixels)
     x = trained.images(query)
     q = trained.encode_tensor(x).cpu()
@@ -163,8 +165,7 @@ def code_map(
     device: str = "auto",
 ) -> Path:
     """A split's codes projected to 2-D by PCA, each point coloured by its reconstruction error."""
-    trained = load(run, device=device)
-    images = split_images(trained, data, split, limit)
+    trained, images = open_split(run, data, split, limit, device)
     codes, mse, _ = reconstruction_errors(trained, images.pixels)
     centred = torch.from_numpy(codes).double()
     centred -= centred.mean(0)

@@ -1,8 +1,9 @@
 """The report's two convolutional autoencoders, layer by layer.
 
 Both map a 3×128×128 image in [-1, 1] to a 256-number code and back. The
-reading implemented here is ``shared/reference/architecture.md``; every
-convolution has kernel 4 and no bias, BatchNorm uses PyTorch's defaults.
+reading implemented here is ``docs/architecture.md`` (it matches the authors'
+30,685,440 parameters at nf = 64); every convolution has kernel 4 and no bias,
+BatchNorm uses PyTorch's defaults.
 
 Model 1, ``conv`` (``ConvAutoencoder``), widths a = ``nf_enc``, b = ``nf_dec``::
 
@@ -17,20 +18,26 @@ Model 2, ``pool`` (``PoolAutoencoder``), width c (the report's c = 16 gives a 25
 
 ``encode`` returns the code flattened to N×``code_size`` for both models, so
 codes from either can be used as feature vectors the same way.
+
+Models register themselves (``@register_model``) and own their keyword arguments: the builder's
+signature is the model's settings and defaults, which ``Settings`` and the CLI pass through by name
+(``--nf``, ``--slope``, or ``--model-arg NAME=VALUE`` for any other). To add a model, write its
+builder here; ``tests/test_models.py`` checks every registered model against the same contract.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.images import SIZE
 from .errors import CelebaeError
-
-IMAGE_SHAPE = (3, 128, 128)
-IMAGE_NUMEL = 3 * 128 * 128
 
 
 class CodeConv2d(nn.Conv2d):
@@ -60,7 +67,7 @@ def _down(c_in: int, c_out: int, slope: float, stride: int = 2, padding: int = 1
     return nn.Sequential(
         conv(c_in, c_out, 4, stride, padding, bias=False),
         nn.BatchNorm2d(c_out),
-        nn.LeakyReLU(slope, inplace=True),
+        nn.LeakyReLU(slope, inplace=slope >= 0),  # in place, a negative slope would break the backward pass
     )
 
 
@@ -81,6 +88,7 @@ class Autoencoder(nn.Module):
     """An encoder/decoder pair with a flat code of ``code_size`` numbers."""
 
     code_shape: tuple[int, int, int]
+    image_shape: tuple[int, int, int] = (3, SIZE, SIZE)
 
     def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, code_shape: tuple[int, int, int]):
         super().__init__()
@@ -153,30 +161,75 @@ class PoolAutoencoder(Autoencoder):
         super().__init__(encoder, decoder, (4 * c, 2, 2))
 
 
-def _build_conv(nf: int = 64, nf_enc: int | None = None, nf_dec: int | None = None, slope: float = 0.2) -> Autoencoder:
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its builder, whose keyword arguments and defaults are the model's settings."""
+
+    name: str
+    description: str
+    builder: Callable[..., Autoencoder]
+    reported_params: int | None = None  # parameters at the defaults, where the report or its code gives them
+    small: dict[str, Any] = field(default_factory=dict)  # arguments of a test-sized model
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {n: p.default for n, p in inspect.signature(self.builder).parameters.items()}
+
+    def check(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with None dropped (the model's default), or a one-line error for a wrong argument."""
+        unknown = sorted(set(kwargs) - set(self.defaults))
+        if unknown:
+            raise CelebaeError(
+                f"model {self.name!r} does not take {', '.join(unknown)}; it takes {', '.join(self.defaults)}"
+            )
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        for key, value in kwargs.items():
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise CelebaeError(f"{key} must be a positive integer, got {value}")
+        return kwargs
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    name: str, description: str, reported_params: int | None = None, small: dict[str, Any] | None = None
+) -> Callable[[Callable[..., Autoencoder]], Callable[..., Autoencoder]]:
+    """Decorator: ``@register_model("conv", "Model 1 ...")`` over a builder makes ``--model conv``."""
+
+    def add(builder: Callable[..., Autoencoder]) -> Callable[..., Autoencoder]:
+        MODELS[name] = ModelSpec(name, description, builder, reported_params, small or {})
+        return builder
+
+    return add
+
+
+def model_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise CelebaeError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def build_model(name: str, **kwargs: Any) -> Autoencoder:
+    """Build a registered autoencoder: ``build_model("conv", nf=64)``, ``build_model("pool", nf=16)``."""
+    spec = model_spec(name)
+    kwargs = spec.check(kwargs)
+    try:
+        return spec.builder(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise CelebaeError(f"model {name!r} cannot be built with {kwargs}: {err}") from None
+
+
+@register_model("conv", "Model 1, strided convolutions", reported_params=30_685_440, small={"nf": 8})
+def conv(nf: int = 64, nf_enc: int | None = None, nf_dec: int | None = None, slope: float = 0.2) -> Autoencoder:
+    """Model 1; ``nf_enc`` / ``nf_dec`` set the encoder's and decoder's widths apart (default ``nf``)."""
     return ConvAutoencoder(nf_enc or nf, nf_dec or nf, slope)
 
 
-def _build_pool(nf: int = 16, nf_enc: int | None = None, nf_dec: int | None = None, slope: float = 0.2) -> Autoencoder:
-    if nf_enc not in (None, nf) or nf_dec not in (None, nf):
-        raise CelebaeError("model 'pool' has one width: set nf, not nf_enc/nf_dec")
+@register_model("pool", "Model 2, pooling and upsampling", reported_params=83_776, small={"nf": 4})
+def pool(nf: int = 16, slope: float = 0.2) -> Autoencoder:
+    """Model 2; one width ``nf`` (the report's 16 gives a 256-number code)."""
     return PoolAutoencoder(nf, slope)
-
-
-# name → builder(nf, nf_enc, nf_dec, slope). The CLI, checkpoints and sweeps all build through here.
-MODELS: dict[str, Callable[..., Autoencoder]] = {"conv": _build_conv, "pool": _build_pool}
-
-
-def build_model(
-    name: str, nf: int = 64, nf_enc: int | None = None, nf_dec: int | None = None, slope: float = 0.2
-) -> Autoencoder:
-    """Build a registered autoencoder: ``build_model("conv", nf=64)``, ``build_model("pool", nf=16)``."""
-    if name not in MODELS:
-        raise CelebaeError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    for label, width in (("nf", nf), ("nf_enc", nf_enc), ("nf_dec", nf_dec)):
-        if width is not None and width < 1:
-            raise CelebaeError(f"{label} must be a positive width, got {width}")
-    return MODELS[name](nf=nf, nf_enc=nf_enc, nf_dec=nf_dec, slope=slope)
 
 
 def count_parameters(module: nn.Module) -> int:

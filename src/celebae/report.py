@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CelebaeError
+from .data import load_split
 from .plots import plot_losses, save_labelled_grid
-from .train import read_metrics
+from .rundir import RunDir, finished_runs
+from .runs import load
 
 TABLE_COLUMNS = [
     ("run", "name"),
@@ -36,47 +36,6 @@ TABLE_COLUMNS = [
 CLEAR = 0.01  # relative differences below 1 % are reported as no clear difference (one seed per point)
 
 
-@dataclass
-class RunRecord:
-    name: str
-    path: Path
-    summary: dict[str, Any]
-    metrics: list[dict[str, Any]]
-
-    @property
-    def label(self) -> str:
-        return self.summary["label"]
-
-    @property
-    def epochs(self) -> list[dict[str, Any]]:
-        return [r for r in self.metrics if r["kind"] == "epoch"]
-
-    def val_at_step(self, step: float) -> tuple[int, float] | None:
-        """(epoch, validation loss) of the last epoch that ended at or before optimiser step ``step``."""
-        rows = [r for r in self.epochs if r["step"] <= step]
-        return (int(rows[-1]["epoch"]), rows[-1]["val_loss"]) if rows else None
-
-
-def read_runs(sweep_dir: str | Path) -> list[RunRecord]:
-    """The finished runs of a sweep folder (in the study's order when ``sweep.json`` gives it)."""
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise CelebaeError(f"sweep folder {sweep_dir} does not exist")
-    names = [p.name for p in sorted(sweep_dir.iterdir()) if (p / "summary.json").exists()]
-    order_file = sweep_dir / "sweep.json"
-    if order_file.exists():
-        order = [p["name"] for p in json.loads(order_file.read_text())["points"]]
-        names = [n for n in order if n in names] + [n for n in names if n not in order]
-    if not names:
-        raise CelebaeError(f"{sweep_dir} holds no finished runs (no */summary.json); run `celebae sweep` first")
-    return [
-        RunRecord(
-            n, sweep_dir / n, json.loads((sweep_dir / n / "summary.json").read_text()), read_metrics(sweep_dir / n)
-        )
-        for n in names
-    ]
-
-
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return ""
@@ -89,7 +48,7 @@ def _cell(key: str, value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def write_table(runs: list[RunRecord], sweep_dir: Path) -> tuple[Path, Path]:
+def write_table(runs: list[RunDir], sweep_dir: Path) -> tuple[Path, Path]:
     """results.csv (full precision) and results.md, one row per run, numbers straight from summary.json."""
     rows = [{key: (r.name if key == "name" else r.summary.get(key)) for _, key in TABLE_COLUMNS} for r in runs]
     with open(sweep_dir / "results.csv", "w", newline="") as f:
@@ -103,12 +62,12 @@ def write_table(runs: list[RunRecord], sweep_dir: Path) -> tuple[Path, Path]:
 
 
 def plot_runs(
-    runs: list[RunRecord], path: Path, metric: str = "val", x: str = "epoch", smooth: int = 1, title: str | None = None
+    runs: list[RunDir], path: Path, metric: str = "val", x: str = "epoch", smooth: int = 1, title: str | None = None
 ) -> Path:
     """Loss curves of several runs: ``metric`` val (per epoch) or train (per step); ``x`` epoch, step or images."""
     curves = {}
     for r in runs:
-        rows = r.epochs if metric == "val" else [m for m in r.metrics if m["kind"] == "step"]
+        rows = r.epochs if metric == "val" else r.steps
         key = "val_loss" if metric == "val" else "train_loss"
         curves[r.label] = ([m[x] for m in rows], [m[key] for m in rows])
     xlabel = {"epoch": "epoch", "step": "optimiser step", "images": "training images seen"}[x]
@@ -116,23 +75,20 @@ def plot_runs(
     return plot_losses(curves, path, xlabel=xlabel, ylabel=ylabel, title=title, smooth=smooth)
 
 
-def reconstruction_figure(runs: list[RunRecord], path: Path, count: int = 8) -> Path:
+def reconstruction_figure(runs: list[RunDir], path: Path, count: int = 8) -> Path:
     """The same test images through every run: inputs on top, one labelled row per run."""
-    from .data import load_split
-    from .runs import load
-
-    trained = [load(r.path, "best", device="cpu") for r in runs]
-    images = load_split(trained[0].settings, "test", progress=False).images[:count]
+    trained = [load(r, "best", device="cpu") for r in runs]
+    images = load_split(trained[0].settings.data_spec(), "test", progress=False).images[:count]
     rows = [images] + [t.reconstruct(images)[1] for t in trained]
     return save_labelled_grid(rows, ["input"] + [r.label for r in runs], path)
 
 
-def write_tables_and_figures(sweep_dir: str | Path, runs: list[RunRecord] | None = None) -> list[Path]:
+def write_tables_and_figures(sweep_dir: str | Path, runs: list[RunDir] | None = None) -> list[Path]:
     """results.csv/.md, val_loss.png (per epoch), val_loss_steps.png, train_loss.png, reconstructions.png
     (of ``runs`` when already read)."""
     sweep_dir = Path(sweep_dir)
-    runs = runs or read_runs(sweep_dir)
-    steps = max(len([m for m in r.metrics if m["kind"] == "step"]) for r in runs)
+    runs = runs or finished_runs(sweep_dir)
+    steps = max(len(r.steps) for r in runs)
     return [
         *write_table(runs, sweep_dir),
         plot_runs(runs, sweep_dir / "val_loss.png", "val", "epoch", title="Validation loss per epoch"),
@@ -171,11 +127,11 @@ def _verdict(outcomes: list[int], want: int) -> str:
     return "**mixed**"
 
 
-def _key(r: RunRecord, *fields: str) -> tuple:
+def _key(r: RunDir, *fields: str) -> tuple:
     return tuple(r.summary[f] for f in fields)
 
 
-def claim_conv_beats_pool(runs: list[RunRecord]) -> list[str]:
+def claim_conv_beats_pool(runs: list[RunDir]) -> list[str]:
     pairs = [
         (c, p)
         for c in runs
@@ -205,7 +161,7 @@ def claim_conv_beats_pool(runs: list[RunRecord]) -> list[str]:
     ]
 
 
-def _trend(runs: list[RunRecord], vary: str, fixed: str, at_equal_steps: bool) -> tuple[list[int], list[str]]:
+def _trend(runs: list[RunDir], vary: str, fixed: str, at_equal_steps: bool) -> tuple[list[int], list[str]]:
     """Does validation loss fall as ``vary`` grows, ``fixed`` held? Adjacent pairs of conv runs."""
     outcomes, lines = [], []
     conv = [r for r in runs if r.summary["model"] == "conv"]
@@ -233,7 +189,7 @@ def _trend(runs: list[RunRecord], vary: str, fixed: str, at_equal_steps: bool) -
     return outcomes, lines
 
 
-def claim_bigger_is_better(runs: list[RunRecord]) -> list[str]:
+def claim_bigger_is_better(runs: list[RunDir]) -> list[str]:
     out = []
     for vary, fixed in (("batch_size", "nf"), ("nf", "batch_size")):
         for equal_steps in (False, True):
@@ -245,7 +201,7 @@ def claim_bigger_is_better(runs: list[RunRecord]) -> list[str]:
     return out
 
 
-def claim_larger_runs_beat_baseline(runs: list[RunRecord]) -> list[str]:
+def claim_larger_runs_beat_baseline(runs: list[RunDir]) -> list[str]:
     base = [r for r in runs if r.summary["model"] == "conv" and _key(r, "batch_size", "nf") == (64, 64)]
     larger = [
         r
@@ -272,7 +228,7 @@ def claim_larger_runs_beat_baseline(runs: list[RunRecord]) -> list[str]:
 def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
     """report.md in the sweep folder: what ran, the table, the figures, and each of the report's claims."""
     sweep_dir = Path(sweep_dir)
-    runs = read_runs(sweep_dir)
+    runs = finished_runs(sweep_dir)
     figures = write_tables_and_figures(sweep_dir, runs)
     study = json.loads((sweep_dir / "study.json").read_text()) if (sweep_dir / "study.json").exists() else {}
     failed = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,29 +14,37 @@ from PIL import Image
 from . import checkpoint as ckpt
 from .data.batches import to_uint8, to_unit_range
 from .data.images import BadImage, load_image, square, to_rgb
+from .device import resolve_device
 from .errors import CelebaeError
 from .models import Autoencoder, build_model
+from .rundir import RunDir
 from .settings import Settings
-from .train import read_metrics, resolve_device
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, torch.Tensor]  # noqa: UP007 (runtime alias, Python 3.10)
 
 
 @dataclass
 class TrainedRun:
-    """A run directory's settings, summary and trained model (in eval mode)."""
+    """A run directory's settings and trained model (in eval mode); ``run`` is its record."""
 
-    path: Path
+    run: RunDir
     settings: Settings
     model: Autoencoder
     device: torch.device
-    summary: dict[str, Any] | None
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        return self.run.summary
 
     def metrics(self) -> list[dict[str, Any]]:
-        return read_metrics(self.path)
+        return self.run.metrics
 
     def images(self, images: ImageLike | Iterable[ImageLike]) -> torch.Tensor:
-        """Image files, PIL images, uint8 arrays/tensors or float tensors in [-1, 1] → N×3×128×128 float on
+        """Image files, PIL images, uint8 arrays/tensors or float tensors in [-1, 1] → N×3×S×S float on
         the model's device, preprocessed with the run's crop."""
         if isinstance(images, torch.Tensor):
             x = images if images.dim() == 4 else images.unsqueeze(0)
@@ -60,10 +67,11 @@ class TrainedRun:
         if isinstance(item, Image.Image):
             return np.asarray(square(to_rgb(item), self.settings.crop)).transpose(2, 0, 1).copy()
         arr = np.asarray(item)
-        if arr.shape == (128, 128, 3):
+        c, h, w = self.model.image_shape
+        if arr.shape == (h, w, c):
             arr = arr.transpose(2, 0, 1)
-        if arr.shape != (3, 128, 128) or arr.dtype != np.uint8:
-            raise CelebaeError(f"an array image must be uint8 128×128×3 or 3×128×128, got {arr.dtype} {arr.shape}")
+        if arr.shape != (c, h, w) or arr.dtype != np.uint8:
+            raise CelebaeError(f"an array image must be uint8 {h}×{w}×{c} or {c}×{h}×{w}, got {arr.dtype} {arr.shape}")
         return np.ascontiguousarray(arr)
 
     @torch.no_grad()
@@ -81,12 +89,12 @@ class TrainedRun:
         return self.encode_tensor(self.images(images))
 
     def reconstruct(self, images: ImageLike | Iterable[ImageLike]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, reconstructions) as uint8 N×3×128×128."""
+        """(inputs, reconstructions) as uint8 N×3×S×S."""
         x = self.images(images)
         return to_uint8(x), to_uint8(self.decode(self.encode_tensor(x)))
 
     def encode_batches(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
-        """Codes (on the CPU) of a uint8 N×3×128×128 array, in batches."""
+        """Codes (on the CPU) of a uint8 N×3×S×S array, in batches."""
         out = [
             self.encode_tensor(
                 to_unit_range(torch.from_numpy(np.array(images[i : i + batch_size])).to(self.device))
@@ -100,22 +108,19 @@ class TrainedRun:
         return torch.cat([self.decode(codes[i : i + batch_size]).cpu() for i in range(0, len(codes), batch_size)])
 
 
-def load(run: str | Path, checkpoint: str = "best", device: str = "auto") -> TrainedRun:
+def load(run: str | Path | RunDir, checkpoint: str = "best", device: str = "auto") -> TrainedRun:
     """Load a run directory written by ``celebae train``; ``checkpoint`` is ``best`` or ``last``."""
-    path = Path(run)
-    if not path.is_dir():
-        raise CelebaeError(f"run directory {path} does not exist")
-    if checkpoint not in ("best", "last"):
-        raise CelebaeError(f"checkpoint must be best or last, got {checkpoint!r}")
-    weights = path / "checkpoints" / f"{checkpoint}.safetensors"
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    if not run.path.is_dir():
+        raise CelebaeError(f"run directory {run.path} does not exist")
+    weights = run.weights(checkpoint)
     if not weights.exists():
         raise CelebaeError(
-            f"{path} has no checkpoints/{checkpoint}.safetensors; is it a celebae run that finished at least one epoch?"
+            f"{run.path} has no checkpoints/{checkpoint}.safetensors; "
+            "is it a celebae run that finished at least one epoch?"
         )
     settings = Settings.from_dict(ckpt.read_metadata(weights)["settings"], str(weights))
     dev = resolve_device(device)
     model = build_model(settings.model, **settings.model_kwargs())
     ckpt.load_weights(model, weights)
-    summary_path = path / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    return TrainedRun(path, settings, model.to(dev).eval(), dev, summary)
+    return TrainedRun(run, settings, model.to(dev).eval(), dev)

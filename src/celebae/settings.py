@@ -14,16 +14,35 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .data import DataSpec
 from .data.images import CROPS
+from .device import PRECISIONS
 from .errors import CelebaeError
-from .models import MODELS
+from .losses import LOSSES
+from .models import MODELS, model_spec
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-DEFAULT_NF = {"conv": 64, "pool": 16}
+# Model arguments that are settings of their own (the report's studies vary them); a model's other
+# arguments go in ``model_args``. Each is passed only to a model whose builder takes it.
+MODEL_FIELDS = ("nf", "nf_enc", "nf_dec", "slope")
+# Settings a resumed run may change; the rest define the run and must match what it started with.
+RESUMABLE = frozenset(
+    {"epochs", "device", "log_every", "out", "cache_dir", "compile", "grid_images", "checkpoint_minutes"}
+)
+
+
+def _models_help() -> str:
+    return "; ".join(f"{name}: {spec.description}" for name, spec in MODELS.items())
+
+
+def _defaults_help(argument: str) -> str:
+    return ", ".join(
+        f"{spec.defaults[argument]} for {name}" for name, spec in MODELS.items() if argument in spec.defaults
+    )
 
 
 def _f(default: Any, help: str) -> Any:
@@ -47,11 +66,18 @@ class Settings:
     strict_images: bool = _f(False, "a corrupt image stops preparation instead of being skipped")
     cache_dir: str | None = _f(None, "prepared splits; default $CELEBAE_CACHE or ~/.cache/celebae")
     # the model
-    model: str = _f("conv", "conv (Model 1, strided convolutions) or pool (Model 2, pooling/upsampling)")
-    nf: int | None = _f(None, "width; default 64 for conv, 16 for pool")
+    model: str = _f("conv", _models_help())
+    nf: int | None = _f(None, f"width; default {_defaults_help('nf')}")
     nf_enc: int | None = _f(None, "conv only: encoder width (default nf)")
     nf_dec: int | None = _f(None, "conv only: decoder width (default nf)")
-    slope: float = _f(0.2, "LeakyReLU slope; 1.0 reproduces the authors' code (no nonlinearity)")
+    slope: float | None = _f(
+        None, f"LeakyReLU slope (default {_defaults_help('slope')}); 1.0 reproduces the authors' code (linear)"
+    )
+    model_args: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "any other argument of the model, as NAME=VALUE (repeatable); TOML: a [model_args] table"},
+    )
+    loss: str = _f("mse", "training loss: " + "; ".join(f"{n}: {loss.description}" for n, loss in LOSSES.items()))
     # optimisation
     epochs: int = _f(8, "passes over the training split")
     batch_size: int = _f(64, "images per optimiser step (over all processes)")
@@ -74,32 +100,55 @@ class Settings:
         self.validate()
 
     @property
-    def width(self) -> int:
-        return self.nf if self.nf is not None else DEFAULT_NF.get(self.model, 64)
+    def width(self) -> int | None:
+        """The model's width: ``nf`` or the model's default (None for a model without one)."""
+        return self.model_kwargs().get("nf", model_spec(self.model).defaults.get("nf"))
 
     @property
     def label(self) -> str:
         """Short name of the run, as in the report's figures: ``conv bs=32 nf=16``."""
         nf = f"{self.nf_enc or self.width}/{self.nf_dec or self.width}" if self.nf_enc or self.nf_dec else self.width
-        return f"{self.model} bs={self.batch_size} nf={nf}"
+        extra = "".join(f" {k}={v}" for k, v in self.model_args.items())
+        loss = f" loss={self.loss}" if self.loss != "mse" else ""
+        return f"{self.model} bs={self.batch_size} nf={nf}{extra}{loss}"
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {"nf": self.width, "nf_enc": self.nf_enc, "nf_dec": self.nf_dec, "slope": self.slope}
+        """The model's keyword arguments: the model fields that are set, then ``model_args``."""
+        kwargs = {k: getattr(self, k) for k in MODEL_FIELDS if getattr(self, k) is not None}
+        both = sorted(set(kwargs) & set(self.model_args))
+        if both:
+            raise CelebaeError(f"{', '.join(both)} given both as a setting and in model_args; give it once")
+        return {**kwargs, **self.model_args}
+
+    def data_spec(self) -> DataSpec:
+        """What the data part of these settings names (source, crop, limits, cache)."""
+        return DataSpec(
+            self.data,
+            self.synthetic_size,
+            self.split_seed,
+            self.crop,
+            {"train": self.limit_train, "val": self.limit_val, "test": self.limit_test},
+            self.cache_dir,
+            self.strict_images,
+        )
 
     def validate(self) -> None:
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise CelebaeError(message)
 
-        need(self.model in MODELS, f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        need(isinstance(self.model_args, dict), f"model_args must be a table of NAME = VALUE, got {self.model_args!r}")
+        model_spec(self.model).check(self.model_kwargs())
+        need(self.loss in LOSSES, f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         need(self.crop in CROPS, f"unknown crop {self.crop!r}; choose one of {', '.join(CROPS)}")
         need(
-            self.precision in ("auto", "fp32", "bf16"), f"precision must be auto, fp32 or bf16, got {self.precision!r}"
+            self.precision in PRECISIONS,
+            f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
         )
         for name in ("epochs", "batch_size", "log_every", "synthetic_size"):
             need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
         need(self.batch_size >= 2, f"batch_size must be at least 2 (BatchNorm needs two images), got {self.batch_size}")
-        for name in ("limit_train", "limit_val", "limit_test", "nf", "nf_enc", "nf_dec"):
+        for name in ("limit_train", "limit_val", "limit_test"):
             value = getattr(self, name)
             need(value is None or value >= 1, f"{name} must be at least 1, got {value}")
         need(self.lr > 0, f"lr must be positive, got {self.lr}")
@@ -122,6 +171,14 @@ class Settings:
             return cls(**values)
         except TypeError as err:
             raise CelebaeError(f"{where}: {err}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as TOML reads it (``3`` → 3, ``0.5`` → 0.5, ``true`` → True), else the text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -32,8 +32,10 @@ from typing import Any
 import torch
 
 from .errors import CelebaeError
+from .report import write_tables_and_figures
+from .rundir import RunDir
 from .settings import Settings, read_toml
-from .train import train
+from .training import train
 
 log = logging.getLogger("celebae")
 
@@ -105,29 +107,32 @@ def expand(study: Study, out: Path, overrides: dict[str, Any] | None = None) -> 
     return points
 
 
+# a run directory's state, as a sweep reports it
+_STATUS = {"finished": "done", "partial": "interrupted", "failed": "failed", "new": "pending"}
+
+
 def _status(settings: Settings) -> str:
-    run = Path(settings.out)
-    if (run / "summary.json").exists():
-        return "done"
-    if (run / "checkpoints" / "last.safetensors").exists():
-        return "interrupted"
-    return "pending"
+    return _STATUS[RunDir(settings.out).state]
 
 
 def _run_point(settings: Settings, device: str | None) -> tuple[str, str | None]:
-    """Train one point (resuming it if it was interrupted); (status, error)."""
+    """Train one point (resuming it if it has a checkpoint); (status, error). A failure is also recorded in
+    the point's run directory."""
     if device is not None and settings.device == "auto":
         settings = settings.replace(device=device)
+    run = RunDir(settings.out)
     try:
-        train(settings, resume=_status(settings) == "interrupted", progress=device is None)
+        train(settings, resume=run.resumable, progress=device is None)
         return "done", None
     except KeyboardInterrupt:
         raise
     except CelebaeError as err:
-        return "failed", str(err)
+        error = str(err)
     except Exception as err:  # one broken point must not stop the study: record it and go on
         log.debug(traceback.format_exc())
-        return "failed", f"{type(err).__name__}: {err}"
+        error = f"{type(err).__name__}: {err}"
+    run.mark_failed(error)
+    return "failed", error
 
 
 _worker_device: str | None = None
@@ -190,7 +195,7 @@ def sweep(
                 results[s.out] = result
     else:
         for s in todo:
-            log.info("%s: %s", Path(s.out).name, "resuming" if _status(s) == "interrupted" else "training")
+            log.info("%s: %s", Path(s.out).name, "resuming" if RunDir(s.out).resumable else "training")
             results[s.out] = _run_point(s, None)
     records = []
     for s in points:
@@ -199,7 +204,5 @@ def sweep(
             log.warning("%s failed: %s", Path(s.out).name, error)
         records.append({"name": Path(s.out).name, "status": status, "error": error})
     (out / "sweep.json").write_text(json.dumps({"study": study.name, "points": records}, indent=1) + "\n")
-    from .report import write_tables_and_figures
-
     write_tables_and_figures(out)
     return records

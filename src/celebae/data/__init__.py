@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from .batches import Batches, place, to_uint8, to_unit_range
 from .images import BadImage, load_image
@@ -10,16 +10,33 @@ from .prepare import PreparedSplit, prepare_split
 from .sources import SPLITS, Source, open_source
 from .synthetic import draw_face
 
-if TYPE_CHECKING:
-    from ..settings import Settings
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which images, prepared how: the data part of a run's settings."""
+
+    data: str = "synthetic"
+    synthetic_size: int = 3000
+    split_seed: int = 0
+    crop: str = "resize-crop"
+    limits: dict[str, int | None] = field(default_factory=dict)  # split → first N items
+    cache_dir: str | None = None
+    strict_images: bool = False
+
+    def open(self) -> Source:
+        return open_source(self.data, self.synthetic_size, self.split_seed)
 
 
-def load_split(settings: Settings, split: str, progress: bool = True, source: Source | None = None) -> PreparedSplit:
-    """The prepared ``split`` of the data ``settings`` name, with its ``limit_<split>`` applied."""
-    source = source or open_source(settings.data, settings.synthetic_size, settings.split_seed)
-    limit = {"train": settings.limit_train, "val": settings.limit_val, "test": settings.limit_test}[split]
+def load_split(spec: DataSpec, split: str, progress: bool = True, source: Source | None = None) -> PreparedSplit:
+    """The prepared ``split`` of the data ``spec`` names, with its limit applied."""
     return prepare_split(
-        source, split, settings.crop, limit, settings.cache_dir, strict=settings.strict_images, progress=progress
+        source or spec.open(),
+        split,
+        spec.crop,
+        spec.limits.get(split),
+        spec.cache_dir,
+        strict=spec.strict_images,
+        progress=progress,
     )
 
 
@@ -27,6 +44,7 @@ __all__ = [
     "SPLITS",
     "BadImage",
     "Batches",
+    "DataSpec",
     "PreparedSplit",
     "Source",
     "draw_face",

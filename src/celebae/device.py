@@ -1,19 +1,45 @@
-"""Making the hardware go fast: allocator tuning, precision defaults, FLOP counts and a matmul peak.
+"""Where and how a model runs: device choice, precision and layout defaults, autocast, the allocator, Adam.
 
 Numbers behind the defaults are in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import sys
-import time
 from collections.abc import Iterable
 
 import torch
 
+from .errors import CelebaeError
+
+PRECISIONS = ("auto", "fp32", "bf16")
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → the local GPU, else Apple's MPS, else the CPU; a named device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = f"cuda:{local_rank}"
+        elif torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CelebaeError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CelebaeError("--device cuda asked for, but this torch sees no CUDA GPU; use --device cpu or auto")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CelebaeError("--device mps asked for, but MPS is not available; use --device cpu or auto")
+    return device
 
 
 @functools.cache
@@ -59,6 +85,21 @@ def default_channels_last(device: torch.device, precision: str) -> bool:
     return precision == "bf16" or device.type == "cuda"
 
 
+def resolve_precision(precision: str, channels_last: bool | None, device: torch.device) -> tuple[str, bool]:
+    """(precision, channels_last) with ``auto`` and ``None`` filled in for ``device``."""
+    precision = default_precision(device) if precision == "auto" else precision
+    if channels_last is None:
+        channels_last = default_channels_last(device, precision)
+    return precision, channels_last
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision == "bf16"``; nothing otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
     """Adam with one fused kernel for the whole step where this torch has one for the device (CUDA; CPU
     since torch 2.4), else the per-tensor loop. Fused pays on a GPU, where small batches are launch-bound,
@@ -68,52 +109,6 @@ def adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, fl
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except RuntimeError:  # fused=True is not supported for this device here
         return torch.optim.Adam(params, lr=lr, betas=betas)
-
-
-def training_flops_per_image(model: torch.nn.Module) -> float:
-    """≈ 6 × forward multiply-accumulates (forward 2 FLOP/MAC, backward twice that), from the layers' shapes."""
-    macs = 0
-    hooks = []
-
-    def count(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal macs
-        w = module.weight
-        if isinstance(module, torch.nn.Conv2d):
-            macs += output[0].numel() * w[0].numel()
-        else:  # ConvTranspose2d: every input pixel meets the whole kernel
-            macs += inputs[0][0].numel() * w[0].numel()
-
-    for m in model.modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            hooks.append(m.register_forward_hook(count))
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        p = next(model.parameters())
-        model(torch.zeros(1, 3, 128, 128, device=p.device))
-    model.train(was_training)
-    for h in hooks:
-        h.remove()
-    return 6.0 * macs
-
-
-def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, seconds: float = 0.5) -> float:
-    """Best FLOP/s of large 1×1-convolution GEMMs (channels_last, tensors already in ``dtype``) on ``device``:
-    the practical ceiling for these models' convolutions."""
-    best = 0.0
-    for n, c, hw in ((32, 1024, 16), (64, 512, 32)):
-        x = torch.randn(n, c, hw, hw, device=device, dtype=dtype).to(memory_format=torch.channels_last)
-        conv = torch.nn.Conv2d(c, c, 1, bias=False).to(device, dtype).to(memory_format=torch.channels_last)
-        with torch.no_grad():
-            conv(x)
-            synchronize(device)
-            runs, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                conv(x)
-                runs += 1
-            synchronize(device)
-            best = max(best, runs * 2 * n * hw * hw * c * c / (time.perf_counter() - t0))
-    return best
 
 
 def synchronize(device: torch.device) -> None:

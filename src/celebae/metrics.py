@@ -1,0 +1,86 @@
+"""Per-image reconstruction quality: MSE on [-1, 1], PSNR on 0–255-rounded images, SSIM; scores of a split.
+
+Scoring is always fp32, whatever precision trained the model: numbers stay comparable across runs and
+machines, and equal to what ``celebae evaluate`` and ``celebae.load`` give later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data.batches import Batches, to_uint8, to_unit_range
+from .errors import CelebaeError
+from .losses import Loss
+
+PSNR_CAP = 100.0  # dB, for a pixel-exact reconstruction (MSE 0)
+
+
+@dataclass
+class Scores:
+    """Per-image scores of one split, in row order."""
+
+    mse: torch.Tensor  # mean squared error on [-1, 1]
+    psnr: torch.Tensor  # dB, on images rounded to 0–255
+    loss: torch.Tensor  # the run's training loss, per image (the MSE itself for MSE runs)
+
+
+def psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) between two uint8 batches."""
+    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1)
+    return torch.where(mse > 0, 10 * torch.log10(255.0**2 / mse.clamp_min(1e-12)), torch.full_like(mse, PSNR_CAP))
+
+
+def per_image_errors(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image MSE on [-1, 1] and PSNR on 0–255-rounded pixels, of inputs ``x`` and outputs ``y`` in [-1, 1]."""
+    mse = (y.float() - x.float()).pow(2).flatten(1).mean(1)
+    return mse, psnr_uint8(to_uint8(x), to_uint8(y))
+
+
+@torch.no_grad()
+def score(model: torch.nn.Module, batches: Batches, loss: Loss) -> Scores:
+    """Score every image ``batches`` serves to this process (the model is put in eval mode, then back)."""
+    was_training = model.training
+    model.eval()
+    mse, psnr, losses = [], [], []
+    for x in batches.epoch(0):
+        y = model(x)
+        image_mse, image_psnr = per_image_errors(x, y)
+        mse.append(image_mse)
+        psnr.append(image_psnr)
+        losses.append(loss.per_image(y.float(), x))
+    model.train(was_training)
+    if not mse:  # this process's share of a small split can be empty under DDP
+        return Scores(torch.empty(0), torch.empty(0), torch.empty(0))
+    return Scores(torch.cat(mse).cpu(), torch.cat(psnr).cpu(), torch.cat(losses).cpu())
+
+
+def ssim_uint8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image SSIM (scikit-image, Gaussian-weighted as Wang et al.) of two uint8 N×3×H×W batches on [0, 1]."""
+    try:
+        from skimage.metrics import structural_similarity
+    except ImportError:
+        raise CelebaeError("SSIM needs scikit-image: pip install 'celebae[eval]'") from None
+    return np.array(
+        [
+            structural_similarity(
+                x.transpose(1, 2, 0) / 255.0,
+                y.transpose(1, 2, 0) / 255.0,
+                channel_axis=2,
+                data_range=1.0,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+            )
+            for x, y in zip(a, b, strict=True)
+        ]
+    )
+
+
+def quality(x: np.ndarray, y: np.ndarray, y_float: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """Per-image MSE on [-1, 1] (of ``y_float`` when the method has unrounded output), PSNR and SSIM."""
+    out = y_float.cpu() if y_float is not None else to_unit_range(torch.from_numpy(np.array(y)))
+    mse, psnr = per_image_errors(to_unit_range(torch.from_numpy(np.array(x))), out)
+    return {"mse": mse.numpy(), "psnr": psnr.numpy(), "ssim": ssim_uint8(x, y)}

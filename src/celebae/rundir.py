@@ -1,0 +1,269 @@
+"""The run directory: the one module that knows its layout, its state, its files and the rules for reusing it.
+
+    RUN/config.json              the resolved settings
+    RUN/metrics.csv              a row per step (training loss) and per epoch (mean train, full validation)
+    RUN/tb/                      TensorBoard event files of the same numbers
+    RUN/checkpoints/last.safetensors, last.state.safetensors, best.safetensors
+    RUN/summary.json             final scores, parameters, speed, wall time: the run finished
+    RUN/failed.json              why the run's last attempt failed (removed when it starts again)
+    RUN/reconstructions.png      fixed test images (above) and their reconstructions (below)
+    RUN/loss.png                 training and validation loss curves
+    RUN/eval-<split>.json        written by ``celebae evaluate``
+
+``RunDir`` is also the record of a run that sweeps, reports, plots and the demo read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .errors import CelebaeError
+from .settings import RESUMABLE, Settings, load_settings
+
+METRIC_FIELDS = [
+    "kind",
+    "epoch",
+    "step",
+    "images",
+    "train_loss",
+    "val_loss",
+    "images_per_s",
+    "wall_s",
+    "train_mse",
+    "val_mse",
+]
+STATES = ("new", "partial", "failed", "finished")
+
+
+class RunDir:
+    """One run directory: its paths, its state, and (read once, on first use) its summary and metrics."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @classmethod
+    def default_for(cls, settings: Settings) -> RunDir:
+        return cls(settings.out or Path("runs") / f"{settings.model}-nf{settings.width}-bs{settings.batch_size}")
+
+    # ---- paths ------------------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def failure_path(self) -> Path:
+        return self.path / "failed.json"
+
+    @property
+    def tb_dir(self) -> Path:
+        return self.path / "tb"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def weights(self, which: str = "last") -> Path:
+        """``checkpoints/<which>.safetensors``; ``which`` is best or last."""
+        if which not in ("best", "last"):
+            raise CelebaeError(f"checkpoint must be best or last, got {which!r}")
+        return self.checkpoints / f"{which}.safetensors"
+
+    @property
+    def training_state(self) -> Path:
+        return self.checkpoints / "last.state.safetensors"
+
+    @property
+    def reconstructions_png(self) -> Path:
+        return self.path / "reconstructions.png"
+
+    @property
+    def loss_png(self) -> Path:
+        return self.path / "loss.png"
+
+    def eval_path(self, split: str) -> Path:
+        return self.path / f"eval-{split}.json"
+
+    # ---- state ------------------------------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        """finished (a summary), failed (its last attempt failed), partial (a checkpoint to resume) or new."""
+        if self.summary_path.exists():
+            return "finished"
+        if self.failure_path.exists():
+            return "failed"
+        if self.weights("last").exists():
+            return "partial"
+        return "new"
+
+    @property
+    def resumable(self) -> bool:
+        return self.weights("last").exists() and self.state != "finished"
+
+    def check_start(self, settings: Settings, resume: bool) -> None:
+        """The rules for (re)using this directory: a run is never overwritten, and a resumed one keeps the
+        settings that define it (those outside ``RESUMABLE``)."""
+        if not resume:
+            if self.weights("last").exists():
+                raise CelebaeError(
+                    f"{self.path} already holds a run; pass --resume to continue it, or choose another --out"
+                )
+            return
+        if not self.weights("last").exists():
+            raise CelebaeError(
+                f"nothing to resume in {self.path}: no checkpoints/last.safetensors; drop --resume to start it"
+            )
+        stored = self.read_config().to_dict()
+        changed = sorted(k for k, v in settings.to_dict().items() if k not in RESUMABLE and stored.get(k) != v)
+        if changed:
+            detail = ", ".join(f"{k}: {stored.get(k)!r} → {getattr(settings, k)!r}" for k in changed)
+            raise CelebaeError(
+                f"cannot resume {self.path} with different settings ({detail}); start a new --out instead"
+            )
+
+    def resume_settings(self, changes: dict[str, Any] | None = None) -> Settings:
+        """The settings to resume this run with: the stored ones, with ``changes`` applied (``epochs=16``).
+
+        ``celebae train --resume`` uses it with the flags given; ``celebae.train(settings, resume=True)``
+        checks whatever settings it is given against the same rules."""
+        if not self.config_path.exists():
+            raise CelebaeError(f"nothing to resume in {self.path}: no config.json; drop --resume to start a new run")
+        values = {**self.read_config().to_dict(), **(changes or {}), "out": str(self.path)}
+        return Settings.from_dict(values, str(self.config_path))
+
+    # ---- files ------------------------------------------------------------------------------------------------
+    def read_config(self) -> Settings:
+        return load_settings(self.config_path)
+
+    def write_config(self, settings: Settings) -> None:
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        _write_json(self.config_path, settings.to_dict())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        _write_json(self.summary_path, summary)
+        self.__dict__["summary"] = summary
+
+    def mark_failed(self, error: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_json(self.failure_path, {"error": error})
+
+    def clear_failure(self) -> None:
+        self.failure_path.unlink(missing_ok=True)
+
+    @property
+    def failure(self) -> str | None:
+        return json.loads(self.failure_path.read_text())["error"] if self.failure_path.exists() else None
+
+    # ---- the record of a run ----------------------------------------------------------------------------------
+    @cached_property
+    def summary(self) -> dict[str, Any] | None:
+        return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else None
+
+    @cached_property
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_metrics(self.path)
+
+    @property
+    def label(self) -> str:
+        return self.summary["label"] if self.summary else self.name
+
+    @property
+    def epochs(self) -> list[dict[str, Any]]:
+        return [r for r in self.metrics if r["kind"] == "epoch"]
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return [r for r in self.metrics if r["kind"] == "step"]
+
+    def val_at_step(self, step: float) -> tuple[int, float] | None:
+        """(epoch, validation loss) of the last epoch that ended at or before optimiser step ``step``."""
+        rows = [r for r in self.epochs if r["step"] <= step]
+        return (int(rows[-1]["epoch"]), rows[-1]["val_loss"]) if rows else None
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=1) + "\n")
+
+
+def read_metrics(run: str | Path) -> list[dict[str, Any]]:
+    """``metrics.csv`` as dicts, numbers parsed (blank → None)."""
+    path = RunDir(run).metrics_path
+    if not path.exists():
+        raise CelebaeError(f"{path} does not exist; is {run} a celebae run directory?")
+    with open(path, newline="") as f:
+        return [{k: (v if k == "kind" else (float(v) if v else None)) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def finished_runs(sweep_dir: str | Path) -> list[RunDir]:
+    """The finished runs in a folder, in the order its ``sweep.json`` gives (then by name)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise CelebaeError(f"sweep folder {sweep_dir} does not exist")
+    runs = {p.name: RunDir(p) for p in sorted(sweep_dir.iterdir()) if RunDir(p).state == "finished"}
+    order_file = sweep_dir / "sweep.json"
+    order = [p["name"] for p in json.loads(order_file.read_text())["points"]] if order_file.exists() else []
+    names = [n for n in order if n in runs] + [n for n in runs if n not in order]
+    if not names:
+        raise CelebaeError(f"{sweep_dir} holds no finished runs (no */summary.json); run `celebae sweep` first")
+    return [runs[n] for n in names]
+
+
+class MetricsLog:
+    """``metrics.csv`` (and TensorBoard), append-only; a resumed run first drops rows past its checkpoint."""
+
+    def __init__(self, run: RunDir, resume_step: int | None):
+        from tensorboardX import SummaryWriter
+
+        self.path = run.metrics_path
+        if resume_step is not None and self.path.exists():
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            self._write(rows, "w")
+        else:
+            self._write([], "w")
+        self.tb = SummaryWriter(str(run.tb_dir), purge_step=resume_step + 1 if resume_step else None)
+
+    def _write(self, rows: list[dict[str, Any]], mode: str) -> None:
+        with open(self.path, mode, newline="") as f:
+            writer = csv.DictWriter(f, METRIC_FIELDS, extrasaction="ignore")
+            if mode == "w":
+                writer.writeheader()
+            writer.writerows(rows)
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        self._write([{k: _fmt(r.get(k)) for k in METRIC_FIELDS} for r in rows], "a")
+        for r in rows:
+            if r["kind"] == "step":
+                self.tb.add_scalar("train/loss_step", r["train_loss"], r["step"])
+            else:
+                for key in ("train_loss", "val_loss", "val_mse"):
+                    self.tb.add_scalar(f"epoch/{key}", r[key], r["epoch"])
+        self.tb.flush()
+
+    def close(self) -> None:
+        self.tb.close()
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.8g}"
+    return "" if value is None else value
