@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from celebae import CelebaeError, ConvAutoencoder, PoolAutoencoder, build_model, count_parameters
+from celebae import MODELS, CelebaeError, ConvAutoencoder, PoolAutoencoder, Settings, build_model, count_parameters
+from celebae.checkpoint import load_weights, read_metadata, save_weights
+from celebae.data import draw_face, to_unit_range
+from celebae.export import Decoder, Encoder
+from celebae.export import onnx as export_onnx
+from celebae.losses import get_loss
 from celebae.models import CodeConv2d, CodeConvTranspose2d
+from celebae.training import train_step
 
 # architecture.md's table: nf → (encoder, decoder, total)
 CONV_PARAMS = {
@@ -128,3 +135,62 @@ def test_bad_model_requests_are_one_line_errors() -> None:
         build_model("pool", nf=16, nf_enc=32)
     with pytest.raises(CelebaeError, match="nf must be a positive"):
         build_model("conv", nf=0)
+
+
+# ---- the contract every registered model keeps -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_registered_model_contract(name: str, tmp_path) -> None:
+    """Shapes and range, code size, the reported parameter count, learning, export tracing, and a rebuild
+    from a checkpoint's metadata: what sweeps, tools and export rely on, for every model in the registry."""
+    spec = MODELS[name]
+    if spec.reported_params is not None:
+        assert count_parameters(build_model(name)) == spec.reported_params
+    torch.manual_seed(0)
+    model = build_model(name, **spec.small)
+    x = to_unit_range(torch.from_numpy(np.stack([draw_face(i) for i in range(4)])))
+    assert x.shape[1:] == model.image_shape
+    model.eval()
+    with torch.no_grad():
+        z, y = model.encode(x), model(x)
+    assert z.shape == (4, model.code_size) and y.shape == x.shape
+    assert y.min() >= -1 and y.max() <= 1 and y.std() > 0
+
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = [
+        train_step(model, optimizer, x, get_loss("mse"), "fp32", torch.device("cpu"))[0].item() for _ in range(10)
+    ]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+    model.eval()
+    traced = torch.jit.trace(Encoder(model), x, check_trace=False)
+    torch.testing.assert_close(traced(x), model.encode(x))
+    onnx = tmp_path / "encoder.onnx"
+    export_onnx(Decoder(model), z, onnx, "code", "images")
+    import onnxruntime
+
+    (decoded,) = onnxruntime.InferenceSession(str(onnx)).run(None, {"code": z.numpy()})
+    np.testing.assert_allclose(decoded, model.decode(z).detach().numpy(), atol=1e-4)
+
+    settings = Settings(model=name, model_args=dict(spec.small))
+    weights = tmp_path / "w.safetensors"
+    save_weights(model, weights, settings.to_dict(), {})
+    stored = Settings.from_dict(read_metadata(weights)["settings"])
+    rebuilt = build_model(stored.model, **stored.model_kwargs())
+    load_weights(rebuilt, weights)
+    rebuilt.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_models_own_their_arguments(name: str) -> None:
+    spec = MODELS[name]
+    with pytest.raises(CelebaeError, match=f"model '{name}' does not take colour; it takes"):
+        build_model(name, colour=3)
+    with pytest.raises(CelebaeError, match=f"model '{name}' does not take colour"):
+        Settings(model=name, model_args={"colour": 3})
+    assert set(spec.small) <= set(spec.defaults)
+    assert spec.description in Settings.__dataclass_fields__["model"].metadata["help"]

@@ -246,7 +246,8 @@ def test_training_log_matches_the_expected_log(tmp_path: Path, model: str) -> No
     regenerated (``CELEBAE_UPDATE_EXPECTED=1 pytest tests/test_train.py -k expected_log``): any change to
     the data order, initialisation, loss or optimiser shows here. Tolerance 1e-3: other CPUs and torch
     versions sum in another order."""
-    settings = tiny(tmp_path, model=model, nf=8 if model == "conv" else 4, epochs=3, log_every=1, lr=1e-3)
+    small = dict(celebae.MODELS[model].small)  # each model's test size, declared where it is registered
+    settings = tiny(tmp_path, model=model, nf=None, model_args=small, epochs=3, log_every=1, lr=1e-3)
     train(settings.replace(device="cpu", precision="fp32", channels_last=False), progress=False)
     columns = ("kind", "epoch", "step", "train_loss", "val_loss")
     rows = [{c: r[c] for c in columns} for r in read_metrics(tmp_path / "run")]
@@ -255,6 +256,8 @@ def test_training_log_matches_the_expected_log(tmp_path: Path, model: str) -> No
         path.parent.mkdir(exist_ok=True)
         path.write_text("[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n")
         pytest.skip(f"wrote {path}")
+    if not path.exists():
+        pytest.fail(f"no expected log for model {model!r}; write it with {path.name}'s command in this docstring")
     expected = json.loads(path.read_text())
     assert [(r["kind"], r["epoch"], r["step"]) for r in rows] == [(r["kind"], r["epoch"], r["step"]) for r in expected]
     for got, want in zip(rows, expected, strict=True):
@@ -262,3 +265,29 @@ def test_training_log_matches_the_expected_log(tmp_path: Path, model: str) -> No
             assert (got[key] is None) == (want[key] is None), (got, want)
             if want[key] is not None:
                 assert got[key] == pytest.approx(want[key], rel=1e-3), (key, got["step"])
+
+
+def test_python_resume_behaves_as_the_shells(tmp_path: Path, capsys) -> None:
+    """The rules for resuming live in RunDir: ``celebae.train(..., resume=True)`` and ``celebae train --resume``
+    continue to the same weights and refuse the same changes with the same message."""
+    import shutil
+
+    from celebae import RunDir
+    from celebae.cli import main
+
+    py, sh = tmp_path / "py", tmp_path / "sh"
+    train(tiny(tmp_path, epochs=1, out=str(py)), progress=False)
+    shutil.copytree(py, sh)
+    train(RunDir(py).resume_settings({"epochs": 2}), resume=True, progress=False)
+    assert main(["train", "--resume", "--out", str(sh), "--epochs", "2", "--quiet"]) == 0
+    a, b = (load_file(p / "checkpoints" / "last.safetensors") for p in (py, sh))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["train_loss"] for r in read_metrics(py)] == [r["train_loss"] for r in read_metrics(sh)]
+
+    with pytest.raises(CelebaeError) as from_python:
+        train(RunDir(py).resume_settings({"nf": 16, "epochs": 3}), resume=True, progress=False)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(sh), "--nf", "16", "--epochs", "3", "--quiet"]) == 2
+    assert str(from_python.value).replace(str(py), "RUN") in capsys.readouterr().err.replace(str(sh), "RUN")
+    with pytest.raises(CelebaeError, match="nothing to resume in .*: no config.json"):
+        RunDir(tmp_path / "none").resume_settings({"epochs": 2})

@@ -55,7 +55,7 @@ def export(run: str | Path, fmt: str, out_dir: str | Path, checkpoint: str = "be
     for name, module, example, input_name, output_name in parts:
         if fmt == "onnx":
             path = out_dir / f"{name}.onnx"
-            _onnx(module, example, path, input_name, output_name)
+            onnx(module, example, path, input_name, output_name)
         else:
             path = out_dir / f"{name}.pt"
             with torch.no_grad(), warnings.catch_warnings():
@@ -84,7 +84,8 @@ def export(run: str | Path, fmt: str, out_dir: str | Path, checkpoint: str = "be
     return [*written, meta]
 
 
-def _onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> None:
+def onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> None:
+    """``module`` as an ONNX file with a dynamic batch dimension (PyTorch's torch.export-based exporter)."""
     try:
         import onnxscript  # noqa: F401  (the exporter needs it)
     except ImportError:

@@ -37,7 +37,6 @@ METRIC_FIELDS = [
     "train_mse",
     "val_mse",
 ]
-STATES = ("new", "partial", "failed", "finished")
 
 
 class RunDir:
@@ -168,10 +167,6 @@ class RunDir:
 
     def clear_failure(self) -> None:
         self.failure_path.unlink(missing_ok=True)
-
-    @property
-    def failure(self) -> str | None:
-        return json.loads(self.failure_path.read_text())["error"] if self.failure_path.exists() else None
 
     # ---- the record of a run ----------------------------------------------------------------------------------
     @cached_property

@@ -116,8 +116,7 @@ def load(run: str | Path | RunDir, checkpoint: str = "best", device: str = "auto
     weights = run.weights(checkpoint)
     if not weights.exists():
         raise CelebaeError(
-            f"{run.path} has no checkpoints/{checkpoint}.safetensors; "
-            "is it a celebae run that finished at least one epoch?"
+            f"{run.path} has no {weights.relative_to(run.path)}; is it a celebae run that finished an epoch?"
         )
     settings = Settings.from_dict(ckpt.read_metadata(weights)["settings"], str(weights))
     dev = resolve_device(device)

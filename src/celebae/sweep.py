@@ -147,6 +147,22 @@ def _run_in_worker(settings: Settings) -> tuple[str, str | None]:
     return _run_point(settings, _worker_device)
 
 
+def _train_points(todo: list[Settings], parallel: int, gpus: int) -> dict[str, tuple[str, str | None]]:
+    """Train ``todo`` (``parallel`` at once, one GPU each when there are several); run directory → result."""
+    if parallel <= 1 or len(todo) <= 1:
+        results = {}
+        for s in todo:
+            log.info("%s: %s", Path(s.out).name, "resuming" if RunDir(s.out).resumable else "training")
+            results[s.out] = _run_point(s, None)
+        return results
+    ctx = multiprocessing.get_context("spawn")
+    devices = ctx.Manager().Queue()
+    for i in range(parallel):
+        devices.put(f"cuda:{i % gpus}" if gpus > 1 else "auto")
+    with ProcessPoolExecutor(parallel, ctx, initializer=_claim_device, initargs=(devices,)) as pool:
+        return {s.out: result for s, result in zip(todo, pool.map(_run_in_worker, todo), strict=True)}
+
+
 def sweep(
     study_file: str | Path,
     out: str | Path | None = None,
@@ -164,17 +180,8 @@ def sweep(
     if dry_run:
         return [{"name": Path(s.out).name, "status": _status(s), "settings": s.to_dict()} for s in points]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(
-        json.dumps(
-            {
-                "name": study.name,
-                "description": study.description,
-                "file": str(study_file),
-                "overrides": overrides or {},
-            },
-            indent=1,
-        )
-    )
+    about = {"name": study.name, "description": study.description, "file": str(study_file), "overrides": overrides}
+    (out / "study.json").write_text(json.dumps({**about, "overrides": overrides or {}}, indent=1))
     gpus = torch.cuda.device_count()
     if parallel is None:
         parallel = gpus if gpus > 1 and all(s.device in ("auto", "cuda") for s in points) else 1
@@ -184,19 +191,7 @@ def sweep(
             log.info("%s: finished earlier, skipped", Path(s.out).name)
         else:
             todo.append(s)
-    results: dict[str, tuple[str, str | None]] = {}
-    if parallel > 1 and len(todo) > 1:
-        ctx = multiprocessing.get_context("spawn")
-        devices = ctx.Manager().Queue()
-        for i in range(parallel):
-            devices.put(f"cuda:{i % gpus}" if gpus > 1 else "auto")
-        with ProcessPoolExecutor(parallel, ctx, initializer=_claim_device, initargs=(devices,)) as pool:
-            for s, result in zip(todo, pool.map(_run_in_worker, todo), strict=True):
-                results[s.out] = result
-    else:
-        for s in todo:
-            log.info("%s: %s", Path(s.out).name, "resuming" if RunDir(s.out).resumable else "training")
-            results[s.out] = _run_point(s, None)
+    results = _train_points(todo, parallel, gpus)
     records = []
     for s in points:
         status, error = results.get(s.out, ("done", None))

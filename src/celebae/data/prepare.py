@@ -90,6 +90,16 @@ def _decode_chunk(task: tuple) -> list[tuple[int, str | None, bool]]:
     return report
 
 
+@dataclass
+class _Decoded:
+    """What decoding a split found: failures (item, reason) and upscaled items, in the items' order."""
+
+    bad: list[tuple[str, str]]
+    upscaled: list[str]
+    workers: int
+    seconds: float
+
+
 def prepare_split(
     source: Source,
     split: str,
@@ -117,81 +127,15 @@ def prepare_split(
     cache.mkdir(parents=True, exist_ok=True)
     key = _fingerprint(source, items, crop)
     stem = cache / f"{source.kind}-{split}-{len(items)}-{key[:16]}"
-    npy, manifest_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
-    if manifest_path.exists() and npy.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("key") == key:
-            return PreparedSplit(np.load(npy, mmap_mode="r"), manifest["files"], npy, manifest)
-
-    t0 = time.perf_counter()
+    cached = _read_cache(stem, key)
+    if cached is not None:
+        return cached
     tmp = stem.with_name(f"{stem.name}.tmp{os.getpid()}.npy")
-    np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(items), 3, SIZE, SIZE)).flush()
-    root = str(source.root) if source.root else ""
-    tasks = [
-        (str(tmp), s, items[s : s + _CHUNK], source.kind, root, source.seed, crop) for s in range(0, len(items), _CHUNK)
-    ]
-    workers = max(1, min(workers or available_cores(), len(tasks)))
-    bad: list[tuple[str, str]] = []
-    upscaled: list[str] = []
-    bar = tqdm(total=len(items), unit="img", desc=f"prepare {split}", disable=None if progress else True, leave=False)
     try:
-        if workers == 1:
-            results = map(_decode_chunk, tasks)
-        else:
-            # fork: workers inherit the imports; they use Pillow and NumPy only, never torch.
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            pool = ctx.Pool(workers)
-            results = pool.imap_unordered(_decode_chunk, tasks)
-        for report in results:
-            for i, error, up in report:
-                if error is not None:
-                    bad.append((items[i], error))
-                    if strict:
-                        raise CelebaeError(
-                            f"image {_where(source, items[i])} is {error}; fix or remove it "
-                            "(or drop --strict-images to skip bad images)"
-                        )
-                elif up:
-                    upscaled.append(items[i])
-            bar.update(len(report))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        decoded = _decode(source, split, items, crop, tmp, workers, strict, progress)
+        files = _keep_good_rows(tmp, stem.with_suffix(".npy"), items, decoded, source, split)
     finally:
-        bar.close()
-        if workers > 1:
-            pool.terminate()
-    seconds = time.perf_counter() - t0
-
-    bad_names = {name for name, _ in bad}
-    files = [item for item in items if item not in bad_names]
-    for name, error in bad[:10]:
-        log.warning("skipped image %s: %s", _where(source, name), error)
-    if bad:
-        log.warning("skipped %d unreadable image(s) of %d in the %s split", len(bad), len(items), split)
-    if upscaled:
-        log.warning(
-            "%d image(s) smaller than %d px were upscaled to %d×%d (first: %s)",
-            len(upscaled),
-            SIZE,
-            SIZE,
-            SIZE,
-            _where(source, upscaled[0]),
-        )
-    if not files:
         tmp.unlink(missing_ok=True)
-        raise CelebaeError(f"no readable images in the {split} split of {source.root}; every file failed to decode")
-    if bad:  # compact: keep the good rows only
-        keep = np.array([i for i, item in enumerate(items) if item not in bad_names])
-        full = np.load(tmp, mmap_mode="r")
-        kept = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(keep), 3, SIZE, SIZE))
-        for s in range(0, len(keep), 1024):
-            kept[s : s + 1024] = full[keep[s : s + 1024]]
-        kept.flush()
-        del full, kept
-        tmp.unlink()
-    else:
-        os.replace(tmp, npy)
     manifest = {
         "key": key,
         "format": CACHE_FORMAT,
@@ -203,16 +147,109 @@ def prepare_split(
         "size": SIZE,
         "count": len(files),
         "files": files,
-        "skipped": [{"file": n, "reason": e} for n, e in bad],
-        "upscaled": upscaled,
-        "seconds": round(seconds, 3),
-        "workers": workers,
+        "skipped": [{"file": n, "reason": e} for n, e in decoded.bad],
+        "upscaled": decoded.upscaled,
+        "seconds": round(decoded.seconds, 3),
+        "workers": decoded.workers,
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "pillow": PIL.__version__},
     }
+    manifest_path = stem.with_suffix(".json")
     manifest_tmp = manifest_path.with_name(manifest_path.name + f".tmp{os.getpid()}")
     manifest_tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(manifest_tmp, manifest_path)
-    return PreparedSplit(np.load(npy, mmap_mode="r"), files, npy, manifest)
+    return PreparedSplit(np.load(stem.with_suffix(".npy"), mmap_mode="r"), files, stem.with_suffix(".npy"), manifest)
+
+
+def _read_cache(stem: Path, key: str) -> PreparedSplit | None:
+    """The prepared split at ``stem`` if its manifest carries ``key``."""
+    npy, manifest_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
+    if not (manifest_path.exists() and npy.exists()):
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("key") != key:
+        return None
+    return PreparedSplit(np.load(npy, mmap_mode="r"), manifest["files"], npy, manifest)
+
+
+def _decode(
+    source: Source,
+    split: str,
+    items: list[str],
+    crop: str,
+    out: Path,
+    workers: int | None,
+    strict: bool,
+    progress: bool,
+) -> _Decoded:
+    """Decode ``items`` into rows of a new memory-mapped array at ``out``, on every core."""
+    t0 = time.perf_counter()
+    np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(len(items), 3, SIZE, SIZE)).flush()
+    root = str(source.root) if source.root else ""
+    tasks = [
+        (str(out), s, items[s : s + _CHUNK], source.kind, root, source.seed, crop) for s in range(0, len(items), _CHUNK)
+    ]
+    workers = max(1, min(workers or available_cores(), len(tasks)))
+    decoded = _Decoded([], [], workers, 0.0)
+    bar = tqdm(total=len(items), unit="img", desc=f"prepare {split}", disable=None if progress else True, leave=False)
+    pool = None
+    try:
+        if workers == 1:
+            results = map(_decode_chunk, tasks)
+        else:
+            # fork: workers inherit the imports; they use Pillow and NumPy only, never torch.
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            pool = ctx.Pool(workers)
+            results = pool.imap_unordered(_decode_chunk, tasks)
+        for report in results:
+            for i, error, up in report:
+                if error is not None:
+                    decoded.bad.append((items[i], error))
+                    if strict:
+                        raise CelebaeError(
+                            f"image {_where(source, items[i])} is {error}; fix or remove it "
+                            "(or drop --strict-images to skip bad images)"
+                        )
+                elif up:
+                    decoded.upscaled.append(items[i])
+            bar.update(len(report))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+    decoded.seconds = time.perf_counter() - t0
+    return decoded
+
+
+def _keep_good_rows(tmp: Path, npy: Path, items: list[str], decoded: _Decoded, source: Source, split: str) -> list[str]:
+    """Move the decoded array to ``npy``, without the rows of images that failed; returns the kept items."""
+    bad_names = {name for name, _ in decoded.bad}
+    files = [item for item in items if item not in bad_names]
+    for name, error in decoded.bad[:10]:
+        log.warning("skipped image %s: %s", _where(source, name), error)
+    if decoded.bad:
+        log.warning("skipped %d unreadable image(s) of %d in the %s split", len(decoded.bad), len(items), split)
+    if decoded.upscaled:
+        log.warning(
+            "%d image(s) smaller than %d px were upscaled to %d×%d (first: %s)",
+            len(decoded.upscaled),
+            SIZE,
+            SIZE,
+            SIZE,
+            _where(source, decoded.upscaled[0]),
+        )
+    if not files:
+        raise CelebaeError(f"no readable images in the {split} split of {source.root}; every file failed to decode")
+    if not decoded.bad:
+        os.replace(tmp, npy)
+        return files
+    keep = np.array([i for i, item in enumerate(items) if item not in bad_names])
+    full = np.load(tmp, mmap_mode="r")
+    kept = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(keep), 3, SIZE, SIZE))
+    for s in range(0, len(keep), 1024):
+        kept[s : s + 1024] = full[keep[s : s + 1024]]
+    kept.flush()
+    del full, kept
+    return files
 
 
 def _where(source: Source, item: str) -> str:
