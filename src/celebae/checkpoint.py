@@ -4,28 +4,81 @@
 statistics) and, in its metadata, the run's settings. ``<name>.state.safetensors``
 beside it holds what resuming needs: Adam's moments, RNG states, and the
 position in training (epoch, batch, step, running sums) as JSON metadata.
+Every file's metadata carries the SHA-256 of its tensor data, checked on every load: a flipped byte is
+a clear error, never a silently wrong model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load, safe_open, save_file
 
 from .errors import CelebaeError
 
 FORMAT = "celebae-1"
+_UNSET_DIGEST = "0" * 64  # written first, then replaced in place by the digest (same length, same header size)
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)  # a kill before this line leaves the previous file whole
+    try:
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+            tmp,
+            metadata={**metadata, "sha256": _UNSET_DIGEST},
+        )
+        _seal(tmp)
+        os.replace(tmp, path)  # a kill before this line leaves the previous file whole
+    except (OSError, SafetensorError) as err:
+        reason = getattr(err, "strerror", None) or str(err).strip()
+        found = re.search(r'message: "([^"]+)"', reason)  # safetensors wraps the OS error in Rust's debug text
+        reason = found.group(1) if found else reason
+        raise CelebaeError(f"could not write {path} ({reason}); any previous checkpoint there is intact") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _seal(path: Path) -> None:
+    """Write the SHA-256 of the file's tensor data into its header, in place, and flush it to disk."""
+    with open(path, "r+b") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        header = f.read(header_len)
+        digest = hashlib.sha256()
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+        at = header.index(_UNSET_DIGEST.encode())
+        f.seek(8 + at)
+        f.write(digest.hexdigest().encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _load_checked(path: Path, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file whose data match the digest in its header."""
+    try:
+        blob = path.read_bytes()
+        header_len = int.from_bytes(blob[:8], "little")
+        meta = json.loads(blob[8 : 8 + header_len]).get("__metadata__") or {}
+        tensors = load(blob)
+    except FileNotFoundError:
+        raise CelebaeError(f"{what} {path} does not exist") from None
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CelebaeError(f"{what} {path} is unreadable ({err}); it may be truncated") from None
+    stored = meta.get("sha256")
+    if stored is not None and hashlib.sha256(memoryview(blob)[8 + header_len :]).hexdigest() != stored:
+        raise CelebaeError(
+            f"{what} {path} is corrupt: its data do not match the checksum stored with it; "
+            "use the run's other checkpoint (--checkpoint best/last) or train again"
+        )
+    return tensors, meta
 
 
 def save_weights(model: torch.nn.Module, path: Path, settings: dict[str, Any], position: dict[str, Any]) -> None:
@@ -48,12 +101,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
-    try:
-        state = load_file(str(path))
-    except FileNotFoundError:
-        raise CelebaeError(f"checkpoint {path} does not exist") from None
-    except (SafetensorError, OSError) as err:
-        raise CelebaeError(f"checkpoint {path} is unreadable ({err}); it may be truncated") from None
+    state, _ = _load_checked(path)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -105,14 +153,7 @@ def matching_state(weights: Path, state: Path) -> Path:
 
 def load_state(optimizer: torch.optim.Optimizer, path: Path) -> dict[str, Any]:
     """Restore Adam and the RNGs from ``path``; returns the saved position."""
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except FileNotFoundError:
-        raise CelebaeError(f"training state {path} does not exist; the run cannot be resumed") from None
-    except (SafetensorError, OSError) as err:
-        raise CelebaeError(f"training state {path} is unreadable ({err})") from None
+    tensors, meta = _load_checked(path, "training state")
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):

@@ -7,8 +7,10 @@ fields make the run-setting flags (``batch_size`` → ``--batch-size``).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
 import types
 import typing
@@ -92,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         settings = RunDir(args.out).resume_settings(given_settings(args))
     else:
         settings = settings_from_args(args)
-    summary = train(settings, resume=args.resume, progress=not args.quiet)
+    summary = train(settings, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     if summary:
         keys = ("train_loss", "train_mse", "val_mse", "test_mse", "test_psnr", "params", "train_images_per_s", "wall_s")
         print(json.dumps({k: summary[k] for k in keys}, indent=1))
@@ -284,6 +286,7 @@ DATA_SETTINGS = (
     "limit_test",
     "split_seed",
     "strict_images",
+    "follow_links",
     "cache_dir",
 )
 
@@ -304,6 +307,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
     "train": (cmd_train, "Train an autoencoder into a run directory.", [
         CONFIG,
         arg("--resume", action="store_true", help="continue the run in --out from its last checkpoint"),
+        arg("--overwrite", action="store_true", help="replace the run already in --out (its files are removed)"),
         QUIET,
         SettingsFlags(),
     ]),
@@ -386,10 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="celebae", description="Deep convolutional autoencoders for CelebA faces (train, evaluate, use)."
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error (also CELEBAE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (func, help_text, arguments) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, command_parser=p)
         for a in arguments:
             if isinstance(a, SettingsFlags):
                 add_settings_arguments(p, a.only, a.exclude)
@@ -404,8 +409,19 @@ class _Format(logging.Formatter):
         return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
 
 
+def describe_os_error(err: OSError) -> str:
+    """``<what> at <path>: <reason>`` for a disk, permission or file-system error."""
+    writing = err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG)
+    what = "cannot write" if writing else "cannot access"
+    where = f" at {err.filename}" if err.filename else ""
+    return f"{what}{where}: {err.strerror or err}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # a wrong flag after a subcommand: that subcommand's usage, not the top-level one
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    debug = args.debug or os.environ.get("CELEBAE_DEBUG", "") not in ("", "0")
     # Messages go to stderr as plain lines while the command runs; the logger is left as found after.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Format())
@@ -415,8 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except CelebaeError as err:
+        if debug:
+            raise
         print(f"celebae: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # full or read-only disks, permissions: the user's to fix, not a bug
+        if debug:
+            raise
+        print(f"celebae: error: {describe_os_error(err)} (--debug shows the traceback)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("celebae: interrupted", file=sys.stderr)
         return 130

@@ -48,7 +48,7 @@ def demo(out: str | Path = "runs/demo", data: str | None = None, quick: bool = F
         )
         run = RunDir(settings.out)
         if run.state != "finished":
-            train(settings, resume=run.resumable)
+            train(settings, resume=run.resumable, overwrite=not run.resumable)
         runs.append(load(run, "last", device="cpu"))
 
     curves = {}

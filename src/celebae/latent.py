@@ -36,6 +36,8 @@ def split_images(trained: TrainedRun, data: str | None = None, split: str = "tes
     spec = replace(spec, limits=dict.fromkeys(SPLITS, limit))
     source = spec.open()
     parts = [load_split(spec, s, source=source) for s in (SPLITS if split == "all" else (split,)) if source.splits[s]]
+    if not parts:
+        raise CelebaeError(f"the {split} split of {spec.data} has no images; choose another --split or --data")
     pixels = np.concatenate([np.asarray(p.images) for p in parts])[:limit]
     files = [f for p in parts for f in p.files][:limit]
     return Images(pixels, files)
@@ -166,6 +168,8 @@ def code_map(
 ) -> Path:
     """A split's codes projected to 2-D by PCA, each point coloured by its reconstruction error."""
     trained, images = open_split(run, data, split, limit, device)
+    if len(images.files) < 2:
+        raise CelebaeError(f"a map needs at least 2 images; the {split} split has {len(images.files)}")
     codes, mse, _ = reconstruction_errors(trained, images.pixels)
     centred = torch.from_numpy(codes).double()
     centred -= centred.mean(0)

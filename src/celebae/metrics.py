@@ -54,7 +54,19 @@ def score(model: torch.nn.Module, batches: Batches, loss: Loss) -> Scores:
     model.train(was_training)
     if not mse:  # this process's share of a small split can be empty under DDP
         return Scores(torch.empty(0), torch.empty(0), torch.empty(0))
-    return Scores(torch.cat(mse).cpu(), torch.cat(psnr).cpu(), torch.cat(losses).cpu())
+    scores = Scores(torch.cat(mse).cpu(), torch.cat(psnr).cpu(), torch.cat(losses).cpu())
+    require_finite(scores.mse, scores.loss)
+    return scores
+
+
+def require_finite(*per_image: torch.Tensor) -> None:
+    """A NaN or infinity anywhere in scoring is an error, never a mean printed beside finite numbers."""
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in per_image)
+    if bad:
+        raise CelebaeError(
+            f"scoring met {bad} non-finite value(s) (NaN or infinity): the model's outputs are not finite, so its "
+            "weights are damaged or training diverged (try a lower --lr)"
+        )
 
 
 def ssim_uint8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -83,4 +95,5 @@ def quality(x: np.ndarray, y: np.ndarray, y_float: torch.Tensor | None = None) -
     """Per-image MSE on [-1, 1] (of ``y_float`` when the method has unrounded output), PSNR and SSIM."""
     out = y_float.cpu() if y_float is not None else to_unit_range(torch.from_numpy(np.array(y)))
     mse, psnr = per_image_errors(to_unit_range(torch.from_numpy(np.array(x))), out)
+    require_finite(mse)
     return {"mse": mse.numpy(), "psnr": psnr.numpy(), "ssim": ssim_uint8(x, y)}

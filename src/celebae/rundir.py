@@ -18,6 +18,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -103,34 +105,66 @@ class RunDir:
         return self.path / f"eval-{split}.json"
 
     # ---- state ------------------------------------------------------------------------------------------------
+    def run_files(self) -> list[Path]:
+        """The files and folders of a run that are here (none: the directory is free to start a run in)."""
+        if not self.path.is_dir():
+            return []
+        named = [self.config_path, self.summary_path, self.metrics_path, self.failure_path, self.tb_dir]
+        named += [self.checkpoints, self.reconstructions_png, self.loss_png, *self.path.glob("eval-*.json")]
+        return [p for p in named if p.exists()]
+
     @property
     def state(self) -> str:
-        """finished (a summary), failed (its last attempt failed), partial (a checkpoint to resume) or new."""
+        """finished (a summary), failed (its last attempt failed), partial (started, not finished) or new."""
         if self.summary_path.exists():
             return "finished"
         if self.failure_path.exists():
             return "failed"
-        if self.weights("last").exists():
-            return "partial"
-        return "new"
+        return "partial" if self.run_files() else "new"
 
     @property
     def resumable(self) -> bool:
         return self.weights("last").exists() and self.state != "finished"
 
-    def check_start(self, settings: Settings, resume: bool) -> None:
-        """The rules for (re)using this directory: a run is never overwritten, and a resumed one keeps the
-        settings that define it (those outside ``RESUMABLE``)."""
+    def check_start(self, settings: Settings, resume: bool, overwrite: bool = False) -> None:
+        """The rules for (re)using this directory, checked before any work: a run is never written over
+        without ``overwrite``, a resumed one keeps the settings that define it (those outside ``RESUMABLE``),
+        and the directory must be one that can be written."""
+        if self.path.exists() and not self.path.is_dir():
+            raise CelebaeError(f"--out {self.path} is a file; choose a folder for the run")
         if not resume:
+            self._check_free(overwrite)
+        else:
+            self._check_resumable(settings)
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise CelebaeError(f"cannot write the run directory {self.path}: {err.strerror or err}") from None
+
+    def _check_free(self, overwrite: bool) -> None:
+        held = self.run_files()
+        if held and not overwrite:
             if self.weights("last").exists():
-                raise CelebaeError(
-                    f"{self.path} already holds a run; pass --resume to continue it, or choose another --out"
-                )
-            return
+                hint = "pass --resume to continue it, --overwrite to replace it"
+            else:
+                hint = f"it has no checkpoint to resume ({held[0].name} is there); pass --overwrite to replace it"
+            raise CelebaeError(f"{self.path} already holds a run; {hint}, or choose another --out")
+        for path in held:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        self.__dict__.pop("summary", None)
+        self.__dict__.pop("metrics", None)
+
+    def _check_resumable(self, settings: Settings) -> None:
         if not self.weights("last").exists():
-            raise CelebaeError(
-                f"nothing to resume in {self.path}: no checkpoints/last.safetensors; drop --resume to start it"
+            hint = (
+                "to start it again, pass --overwrite instead of --resume"
+                if self.run_files()
+                else "drop --resume to start it"
             )
+            raise CelebaeError(f"nothing to resume in {self.path}: no checkpoints/last.safetensors; {hint}")
         stored = self.read_config().to_dict()
         changed = sorted(k for k, v in settings.to_dict().items() if k not in RESUMABLE and stored.get(k) != v)
         if changed:
@@ -229,13 +263,16 @@ class MetricsLog:
         from tensorboardX import SummaryWriter
 
         self.path = run.metrics_path
+        rows = []
         if resume_step is not None and self.path.exists():
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-            self._write(rows, "w")
-        else:
-            self._write([], "w")
-        self.tb = SummaryWriter(str(run.tb_dir), purge_step=resume_step + 1 if resume_step else None)
+        self._write(rows, "w")
+        # TensorBoard reads every event file in the folder: one stream, rewritten from the kept rows, so a
+        # killed attempt's events never overlap the resumed ones
+        shutil.rmtree(run.tb_dir, ignore_errors=True)
+        self.tb = SummaryWriter(str(run.tb_dir))
+        self._events([{k: (v if k == "kind" else float(v) if v else None) for k, v in r.items()} for r in rows])
 
     def _write(self, rows: list[dict[str, Any]], mode: str) -> None:
         with open(self.path, mode, newline="") as f:
@@ -246,12 +283,16 @@ class MetricsLog:
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         self._write([{k: _fmt(r.get(k)) for k in METRIC_FIELDS} for r in rows], "a")
+        self._events(rows)
+
+    def _events(self, rows: list[dict[str, Any]]) -> None:
         for r in rows:
             if r["kind"] == "step":
-                self.tb.add_scalar("train/loss_step", r["train_loss"], r["step"])
+                self.tb.add_scalar("train/loss_step", r["train_loss"], int(r["step"]))
             else:
                 for key in ("train_loss", "val_loss", "val_mse"):
-                    self.tb.add_scalar(f"epoch/{key}", r[key], r["epoch"])
+                    if r.get(key) is not None:
+                        self.tb.add_scalar(f"epoch/{key}", r[key], int(r["epoch"]))
         self.tb.flush()
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from . import checkpoint as ckpt
 from .data.batches import to_uint8, to_unit_range
-from .data.images import BadImage, load_image, square, to_rgb
+from .data.images import BadImage, load_image, square_array, to_rgb
 from .device import resolve_device
 from .errors import CelebaeError
 from .models import Autoencoder, build_model
@@ -44,39 +44,40 @@ class TrainedRun:
         return self.run.metrics
 
     def images(self, images: ImageLike | Iterable[ImageLike]) -> torch.Tensor:
-        """Image files, PIL images, uint8 arrays/tensors or float tensors in [-1, 1] → N×3×S×S float on
-        the model's device, preprocessed with the run's crop."""
-        if isinstance(images, torch.Tensor):
-            x = images if images.dim() == 4 else images.unsqueeze(0)
-            return (to_unit_range(x) if x.dtype == torch.uint8 else x.float()).to(self.device)
-        if isinstance(images, (str, Path, Image.Image)) or (isinstance(images, np.ndarray) and images.ndim == 3):
-            images = [images]
-        rows = [self._one(item) for item in images]
+        """Images → N×3×S×S float32 in [-1, 1] on the model's device (S: the model's size), prepared
+        exactly as files are: resize-crop with the run's crop, 8 bits per value.
+
+        One image or a list of them: image files; PIL images; uint8 arrays or tensors (values 0–255); float
+        arrays or tensors (values in [0, 1], as ``ToTensor`` gives; [-1, 1] tensors of the model's size go to
+        ``encode_tensor``). Arrays are H×W (grey), H×W×C or C×H×W with C = 1, 3 or 4, or a batch N×… of
+        them. Any other input is a one-line error."""
+        rows = [self._one(item) for item in _image_list(images)]
         if not rows:
             raise CelebaeError("no images given")
         return to_unit_range(torch.from_numpy(np.stack(rows))).to(self.device)
 
     def _one(self, item: ImageLike) -> np.ndarray:
-        if isinstance(item, (str, Path)):
-            try:
-                return load_image(item, self.settings.crop)[0]
-            except FileNotFoundError:
-                raise CelebaeError(f"image {item} does not exist") from None
-            except BadImage as err:
-                raise CelebaeError(f"image {item} is {err}") from None
-        if isinstance(item, Image.Image):
-            return np.asarray(square(to_rgb(item), self.settings.crop)).transpose(2, 0, 1).copy()
-        arr = np.asarray(item)
-        c, h, w = self.model.image_shape
-        if arr.shape == (h, w, c):
-            arr = arr.transpose(2, 0, 1)
-        if arr.shape != (c, h, w) or arr.dtype != np.uint8:
-            raise CelebaeError(f"an array image must be uint8 {h}×{w}×{c} or {c}×{h}×{w}, got {arr.dtype} {arr.shape}")
-        return np.ascontiguousarray(arr)
+        size, crop = self.model.image_shape[-1], self.settings.crop
+        try:
+            if isinstance(item, (str, Path)):
+                if Path(item).is_dir():
+                    raise CelebaeError(f"image {item} is a folder; pass image files")
+                return load_image(item, crop, size)[0]
+            img = item if isinstance(item, Image.Image) else _array_to_image(item)
+            return square_array(to_rgb(img), crop, size)[0]
+        except FileNotFoundError:
+            raise CelebaeError(f"image {item} does not exist") from None
+        except BadImage as err:
+            raise CelebaeError(f"image {_name(item)} is {err}") from None
 
     @torch.no_grad()
     def encode_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Float images in [-1, 1] on the model's device → float32 codes (inference is always fp32)."""
+        if tuple(x.shape[1:]) != self.model.image_shape:
+            raise CelebaeError(
+                f"encode_tensor takes N×{'×'.join(map(str, self.model.image_shape))} images in [-1, 1], got shape "
+                f"{tuple(x.shape)}; pass other sizes through encode(), which resizes them as files are"
+            )
         return self.model.encode(x.float())
 
     @torch.no_grad()
@@ -108,9 +109,54 @@ class TrainedRun:
         return torch.cat([self.decode(codes[i : i + batch_size]).cpu() for i in range(0, len(codes), batch_size)])
 
 
+def _image_list(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
+    """One image, a batch (a 4-D array or tensor) or a list of single images → a list of single images."""
+    if isinstance(images, (str, Path, Image.Image)):
+        return [images]
+    if isinstance(images, (np.ndarray, torch.Tensor)):
+        if images.ndim == 4:
+            return list(images)
+        if images.ndim in (2, 3):
+            return [images]
+        raise CelebaeError(f"an image array must have 2, 3 or 4 dimensions (a batch), got shape {tuple(images.shape)}")
+    items = list(images)
+    for item in items:
+        if isinstance(item, (np.ndarray, torch.Tensor)) and item.ndim not in (2, 3):
+            raise CelebaeError(f"a list holds single images (2 or 3 dimensions), got shape {tuple(item.shape)}")
+    return items
+
+
+def _array_to_image(item: np.ndarray | torch.Tensor) -> Image.Image:
+    """A uint8 (0–255) or float ([0, 1]) array as a PIL image, in any of the layouts ``images`` accepts."""
+    arr = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
+    if arr.dtype.kind == "f":
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if not (np.isfinite(arr).all() and lo >= 0 and hi <= 1):
+            raise CelebaeError(
+                f"float images must hold values in [0, 1], this one spans {lo:.3g} to {hi:.3g}; scale it, pass "
+                "uint8 (0–255), or give [-1, 1] tensors of the model's size to encode_tensor"
+            )
+        arr = np.rint(arr * 255).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise CelebaeError(f"image arrays must be uint8 (0–255) or float ([0, 1]), got {arr.dtype}")
+    if arr.ndim == 3:
+        channels_first, channels_last = arr.shape[0] in (1, 3, 4), arr.shape[-1] in (1, 3, 4)
+        if channels_first == channels_last:
+            raise CelebaeError(f"cannot tell the channels of an image array of shape {arr.shape}; use H×W×C or C×H×W")
+        arr = arr.transpose(1, 2, 0) if channels_first else arr
+        arr = arr[:, :, 0] if arr.shape[2] == 1 else arr
+    return Image.fromarray(np.ascontiguousarray(arr))
+
+
+def _name(item: ImageLike) -> str:
+    return str(item) if isinstance(item, (str, Path)) else f"of size {getattr(item, 'size', None) or tuple(item.shape)}"
+
+
 def load(run: str | Path | RunDir, checkpoint: str = "best", device: str = "auto") -> TrainedRun:
     """Load a run directory written by ``celebae train``; ``checkpoint`` is ``best`` or ``last``."""
     run = run if isinstance(run, RunDir) else RunDir(run)
+    if run.path.is_file():
+        raise CelebaeError(f"{run.path} is a file, not a run directory; pass the folder `celebae train --out` made")
     if not run.path.is_dir():
         raise CelebaeError(f"run directory {run.path} does not exist")
     weights = run.weights(checkpoint)

@@ -64,6 +64,7 @@ class Settings:
     limit_test: int | None = _f(None, "use only the first N test images")
     split_seed: int = _f(0, "image folders: seed of the 80/10/10 split hash")
     strict_images: bool = _f(False, "a corrupt image stops preparation instead of being skipped")
+    follow_links: bool = _f(False, "image folders: also follow links that lead out of the folder")
     cache_dir: str | None = _f(None, "prepared splits; default $CELEBAE_CACHE or ~/.cache/celebae")
     # the model
     model: str = _f("conv", _models_help())
@@ -130,6 +131,7 @@ class Settings:
             {"train": self.limit_train, "val": self.limit_val, "test": self.limit_test},
             self.cache_dir,
             self.strict_images,
+            self.follow_links,
         )
 
     def validate(self) -> None:

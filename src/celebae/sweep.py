@@ -122,7 +122,8 @@ def _run_point(settings: Settings, device: str | None) -> tuple[str, str | None]
         settings = settings.replace(device=device)
     run = RunDir(settings.out)
     try:
-        train(settings, resume=run.resumable, progress=device is None)
+        resume = run.resumable  # else nothing worth keeping: a point that failed before its first checkpoint
+        train(settings, resume=resume, progress=device is None, overwrite=not resume)
         return "done", None
     except KeyboardInterrupt:
         raise

@@ -8,6 +8,7 @@ Adam, RNG and position, so ``resume`` continues to the result an uninterrupted r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
@@ -94,12 +95,13 @@ class Network:
     optimizer: torch.optim.Optimizer
 
 
-def train(settings: Settings, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def train(settings: Settings, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Train one run; returns its summary (also written to ``RUN/summary.json``).
 
     ``resume`` continues ``settings.out`` from its last checkpoint; the settings must match the stored ones
-    except those a resume may change (``RunDir.resume_settings`` makes them). Raises KeyboardInterrupt after
-    saving a checkpoint when interrupted with Ctrl-C.
+    except those a resume may change (``RunDir.resume_settings`` makes them). A directory holding a run is
+    never written over unless ``overwrite`` (which removes that run's files first). Raises
+    KeyboardInterrupt after saving a checkpoint when interrupted with Ctrl-C.
     """
     started = time.perf_counter()
     tune_allocator()
@@ -109,7 +111,7 @@ def train(settings: Settings, resume: bool = False, progress: bool = True) -> di
         run = RunDir.default_for(settings)
         precision, channels_last = resolve_precision(settings.precision, settings.channels_last, device)
         settings = settings.replace(out=str(run.path), precision=precision, channels_last=channels_last)
-        run.check_start(settings, resume)
+        run.check_start(settings, resume, overwrite)
         torch.manual_seed(settings.seed)
         data = load_data(settings, device, procs, progress)
         net = build_network(settings, device, procs)
@@ -237,7 +239,10 @@ class Trainer:
         if self.metrics:
             self.metrics.close()
         if error is not None and not isinstance(error, KeyboardInterrupt) and self.procs.main:
-            self.run.mark_failed(f"{type(error).__name__}: {error}")
+            with contextlib.suppress(OSError):  # a full or read-only disk must not hide the error itself
+                self.run.mark_failed(
+                    str(error) if isinstance(error, CelebaeError) else f"{type(error).__name__}: {error}"
+                )
 
     def wall(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
@@ -351,11 +356,15 @@ class Trainer:
             return
         self.pos.wall_s = self.wall()
         settings, position = self.settings.to_dict(), asdict(self.pos)
-        # the state goes first: it keeps the previous state until the weights move
-        ckpt.save_state(self.net.optimizer, self.run.training_state, position)
-        ckpt.save_weights(self.net.model, self.run.weights("last"), settings, position)
-        if best:
-            ckpt.save_weights(self.net.model, self.run.weights("best"), settings, position)
+        try:  # the state goes first: it keeps the previous state until the weights move
+            ckpt.save_state(self.net.optimizer, self.run.training_state, position)
+            ckpt.save_weights(self.net.model, self.run.weights("last"), settings, position)
+            if best:
+                ckpt.save_weights(self.net.model, self.run.weights("best"), settings, position)
+        except CelebaeError as err:
+            raise CelebaeError(
+                f"{err}; once there is room, continue with: celebae train --resume --out {self.run.path}"
+            ) from None
 
     def interrupt(self) -> None:
         self.flush()

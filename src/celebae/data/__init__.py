@@ -22,9 +22,10 @@ class DataSpec:
     limits: dict[str, int | None] = field(default_factory=dict)  # split → first N items
     cache_dir: str | None = None
     strict_images: bool = False
+    follow_links: bool = False
 
     def open(self) -> Source:
-        return open_source(self.data, self.synthetic_size, self.split_seed)
+        return open_source(self.data, self.synthetic_size, self.split_seed, self.follow_links)
 
 
 def load_split(spec: DataSpec, split: str, progress: bool = True, source: Source | None = None) -> PreparedSplit:

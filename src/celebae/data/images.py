@@ -41,27 +41,27 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def square(img: Image.Image, crop: str = "resize-crop") -> Image.Image:
-    """Resize and centre-crop an RGB image to SIZE×SIZE as ``crop`` says (torchvision's arithmetic)."""
+def square(img: Image.Image, crop: str = "resize-crop", size: int = SIZE) -> Image.Image:
+    """Resize and centre-crop an RGB image to size×size as ``crop`` says (torchvision's arithmetic)."""
     w, h = img.size
     if crop == "resize-crop":
         short, long = min(w, h), max(w, h)
-        new_long = int(SIZE * long / short)
-        new_w, new_h = (SIZE, new_long) if w <= h else (new_long, SIZE)
+        new_long = int(size * long / short)
+        new_w, new_h = (size, new_long) if w <= h else (new_long, size)
         if (new_w, new_h) != (w, h):
             img = img.resize((new_w, new_h), Image.BILINEAR)
-        top, left = int(round((new_h - SIZE) / 2.0)), int(round((new_w - SIZE) / 2.0))
-        return img.crop((left, top, left + SIZE, top + SIZE))
+        top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+        return img.crop((left, top, left + size, top + size))
     if crop == "crop-resize":
         side = min(w, h)
         top, left = int(round((h - side) / 2.0)), int(round((w - side) / 2.0))
         img = img.crop((left, top, left + side, top + side))
-        return img.resize((SIZE, SIZE), Image.BILINEAR) if side != SIZE else img
+        return img.resize((size, size), Image.BILINEAR) if side != size else img
     raise ValueError(f"unknown crop {crop!r}; choose one of {', '.join(CROPS)}")
 
 
-def load_image(path: str | Path, crop: str = "resize-crop") -> tuple[np.ndarray, bool]:
-    """Read ``path`` → (uint8 array 3×SIZE×SIZE, whether it had to be upscaled).
+def load_image(path: str | Path, crop: str = "resize-crop", size: int = SIZE) -> tuple[np.ndarray, bool]:
+    """Read ``path`` → (uint8 array 3×size×size, whether it had to be upscaled).
 
     Raises BadImage for unreadable, truncated or too small files, FileNotFoundError for a missing one.
     """
@@ -70,20 +70,24 @@ def load_image(path: str | Path, crop: str = "resize-crop") -> tuple[np.ndarray,
             warnings.simplefilter("ignore")  # Pillow's palette/EXIF chatter; real failures raise
             with Image.open(path) as img:
                 # Let libjpeg decode big photos at a reduced scale: far faster, and we downscale anyway.
-                if img.format == "JPEG" and min(img.size) > 4 * SIZE:
-                    img.draft("RGB", (2 * SIZE, 2 * SIZE))
+                if img.format == "JPEG" and min(img.size) > 4 * size:
+                    img.draft("RGB", (2 * size, 2 * size))
                 img.load()
                 img = to_rgb(ImageOps.exif_transpose(img))
     except FileNotFoundError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise BadImage(f"unreadable or corrupt ({err})") from None
+    return square_array(img, crop, size)
+
+
+def square_array(img: Image.Image, crop: str = "resize-crop", size: int = SIZE) -> tuple[np.ndarray, bool]:
+    """An RGB image → (uint8 3×size×size, whether it had to be upscaled); BadImage when it is too small."""
     w, h = img.size
     if min(w, h) < MIN_SIDE:
         raise BadImage(f"too small ({w}×{h} px; images need a shorter side of at least {MIN_SIDE})")
-    upscaled = min(w, h) < SIZE
-    arr = np.asarray(square(img, crop), dtype=np.uint8)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1)), upscaled
+    arr = np.asarray(square(img, crop, size), dtype=np.uint8)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1)), min(w, h) < size
 
 
 def is_image_file(name: str) -> bool:

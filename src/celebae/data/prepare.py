@@ -7,13 +7,18 @@ is reused until one of them changes. Decoding uses every core.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
 import multiprocessing as mp
 import os
 import platform
+import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +70,11 @@ def _fingerprint(source: Source, items: list[str], crop: str) -> str:
     for item in items:
         h.update(item.encode() + b"\0")
         if source.root is not None:
-            st = os.stat(source.root / item)
-            h.update(f"{st.st_size}:{st.st_mtime_ns}\0".encode())
+            try:
+                st = os.stat(source.root / item)
+                h.update(f"{st.st_size}:{st.st_mtime_ns}\0".encode())
+            except OSError:  # a dangling link or a file gone since listing: decoding reports it
+                h.update(b"missing\0")
     return h.hexdigest()
 
 
@@ -84,8 +92,9 @@ def _decode_chunk(task: tuple) -> list[tuple[int, str | None, bool]]:
             report.append((i, None, upscaled))
         except BadImage as err:
             report.append((i, str(err), False))
-        except FileNotFoundError:  # removed after the folder was listed
-            report.append((i, "missing (removed while preparing)", False))
+        except OSError as err:  # removed after listing, a dangling link, unreadable (permissions)
+            reason = "missing or a dangling link" if isinstance(err, FileNotFoundError) else "unreadable"
+            report.append((i, f"{reason} ({err.strerror or err})", False))
     out.flush()
     return report
 
@@ -124,18 +133,35 @@ def prepare_split(
             "use a source with images in every split"
         )
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
     key = _fingerprint(source, items, crop)
     stem = cache / f"{source.kind}-{split}-{len(items)}-{key[:16]}"
     cached = _read_cache(stem, key)
     if cached is not None:
         return cached
     tmp = stem.with_name(f"{stem.name}.tmp{os.getpid()}.npy")
+    kept = tmp.with_name(tmp.name.replace(".npy", ".kept.npy"))
     try:
+        cache.mkdir(parents=True, exist_ok=True)
         decoded = _decode(source, split, items, crop, tmp, workers, strict, progress)
-        files = _keep_good_rows(tmp, stem.with_suffix(".npy"), items, decoded, source, split)
+        files = _keep_good_rows(tmp, kept, items, decoded, source, split)
+        os.replace(kept, stem.with_suffix(".npy"))
+        manifest = _write_manifest(stem, key, source, split, crop, files, decoded)
+    except OSError as err:
+        raise CelebaeError(
+            f"cannot write the prepared {split} split at {getattr(err, 'filename', None) or cache}: "
+            f"{err.strerror or err}; point --cache-dir (or CELEBAE_CACHE) at a writable folder with room"
+        ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        for leftover in (tmp, kept):
+            with contextlib.suppress(OSError):  # absent, or a read-only folder where it never was
+                leftover.unlink(missing_ok=True)
+    return PreparedSplit(np.load(stem.with_suffix(".npy"), mmap_mode="r"), files, stem.with_suffix(".npy"), manifest)
+
+
+def _write_manifest(
+    stem: Path, key: str, source: Source, split: str, crop: str, files: list[str], decoded: _Decoded
+) -> dict:
+    """``<stem>.json``, written last and atomically: its key makes the array beside it a valid cache."""
     manifest = {
         "key": key,
         "format": CACHE_FORMAT,
@@ -155,9 +181,12 @@ def prepare_split(
     }
     manifest_path = stem.with_suffix(".json")
     manifest_tmp = manifest_path.with_name(manifest_path.name + f".tmp{os.getpid()}")
-    manifest_tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(manifest_tmp, manifest_path)
-    return PreparedSplit(np.load(stem.with_suffix(".npy"), mmap_mode="r"), files, stem.with_suffix(".npy"), manifest)
+    try:
+        manifest_tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(manifest_tmp, manifest_path)
+    finally:
+        manifest_tmp.unlink(missing_ok=True)
+    return manifest
 
 
 def _read_cache(stem: Path, key: str) -> PreparedSplit | None:
@@ -183,7 +212,7 @@ def _decode(
 ) -> _Decoded:
     """Decode ``items`` into rows of a new memory-mapped array at ``out``, on every core."""
     t0 = time.perf_counter()
-    np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(len(items), 3, SIZE, SIZE)).flush()
+    _allocate(out, len(items), split)
     root = str(source.root) if source.root else ""
     tasks = [
         (str(out), s, items[s : s + _CHUNK], source.kind, root, source.seed, crop) for s in range(0, len(items), _CHUNK)
@@ -191,16 +220,8 @@ def _decode(
     workers = max(1, min(workers or available_cores(), len(tasks)))
     decoded = _Decoded([], [], workers, 0.0)
     bar = tqdm(total=len(items), unit="img", desc=f"prepare {split}", disable=None if progress else True, leave=False)
-    pool = None
     try:
-        if workers == 1:
-            results = map(_decode_chunk, tasks)
-        else:
-            # fork: workers inherit the imports; they use Pillow and NumPy only, never torch.
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            pool = ctx.Pool(workers)
-            results = pool.imap_unordered(_decode_chunk, tasks)
-        for report in results:
+        for report in _run_tasks(tasks, workers, split):
             for i, error, up in report:
                 if error is not None:
                     decoded.bad.append((items[i], error))
@@ -214,14 +235,59 @@ def _decode(
             bar.update(len(report))
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
     decoded.seconds = time.perf_counter() - t0
     return decoded
 
 
+def _run_tasks(tasks: list[tuple], workers: int, split: str):
+    """Each task's report as it completes; in this process for one worker, else in a pool whose worker dying
+    (a signal, the kernel's OOM killer) fails the preparation instead of hanging it."""
+    if workers == 1:
+        yield from map(_decode_chunk, tasks)
+        return
+    # fork: workers inherit the imports; they use Pillow and NumPy only, never torch.
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    try:
+        for future in as_completed([pool.submit(_decode_chunk, t) for t in tasks]):
+            yield future.result()
+    except BrokenProcessPool:
+        raise CelebaeError(
+            f"a worker preparing the {split} split died; run `celebae prepare` again, and if it dies again, "
+            "check memory and the cache disk"
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _allocate(path: Path, count: int, split: str) -> None:
+    """Create the uint8 array file for ``count`` images with all its blocks reserved on disk: a full disk is
+    a clear error here, never a worker killed by SIGBUS while writing into a sparse memory map."""
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(count, 3, SIZE, SIZE)).flush()  # sparse
+    need = count * 3 * SIZE * SIZE
+    _need_space(path.parent, need + (1 << 20), f"the {split} split ({count:,} images × 3×{SIZE}×{SIZE} bytes)")
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, path.stat().st_size)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate: space checked
+                raise
+        finally:
+            os.close(fd)
+
+
+def _need_space(folder: Path, need: int, what: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise CelebaeError(
+            f"the cache {folder} has {free / 2**20:,.1f} MiB free, but {what} needs {need / 2**20:,.1f} MiB; "
+            "free space there or point --cache-dir (or CELEBAE_CACHE) at a disk with room"
+        )
+
+
 def _keep_good_rows(tmp: Path, npy: Path, items: list[str], decoded: _Decoded, source: Source, split: str) -> list[str]:
-    """Move the decoded array to ``npy``, without the rows of images that failed; returns the kept items."""
+    """The decoded array at ``npy`` without the rows of images that failed; returns the kept items."""
     bad_names = {name for name, _ in decoded.bad}
     files = [item for item in items if item not in bad_names]
     for name, error in decoded.bad[:10]:
@@ -244,7 +310,8 @@ def _keep_good_rows(tmp: Path, npy: Path, items: list[str], decoded: _Decoded, s
         return files
     keep = np.array([i for i, item in enumerate(items) if item not in bad_names])
     full = np.load(tmp, mmap_mode="r")
-    kept = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(keep), 3, SIZE, SIZE))
+    _allocate(npy, len(keep), split)
+    kept = np.load(npy, mmap_mode="r+")
     for s in range(0, len(keep), 1024):
         kept[s : s + 1024] = full[keep[s : s + 1024]]
     kept.flush()

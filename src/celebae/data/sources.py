@@ -41,7 +41,9 @@ class Source:
         return text
 
 
-def open_source(data: str | os.PathLike, synthetic_size: int = 3000, split_seed: int = 0) -> Source:
+def open_source(
+    data: str | os.PathLike, synthetic_size: int = 3000, split_seed: int = 0, follow_links: bool = False
+) -> Source:
     """``data`` is ``synthetic``, a CelebA folder (official or Kaggle layout) or any folder of images."""
     if str(data) == "synthetic":
         return synthetic_source(synthetic_size, seed=split_seed)
@@ -54,7 +56,7 @@ def open_source(data: str | os.PathLike, synthetic_size: int = 3000, split_seed:
         raise CelebaeError(f"--data {root} is a file; pass the folder that holds the images")
     if (root / "img_align_celeba").is_dir() or _partition_file(root):
         return celeba_source(root)
-    return folder_source(root, split_seed)
+    return folder_source(root, split_seed, follow_links)
 
 
 def synthetic_source(size: int, seed: int = 0) -> Source:
@@ -77,21 +79,28 @@ def _partition_file(root: Path) -> Path | None:
 def _read_partition(path: Path) -> list[tuple[str, str]]:
     """(file name, split) pairs from CelebA's txt (``000001.jpg 0``) or Kaggle's csv (``image_id,partition``)."""
     rows: list[tuple[str, str]] = []
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        if path.suffix == ".csv":
-            lines = [(i, r) for i, r in enumerate(csv.reader(f), 1) if r]
-            if lines and lines[0][1][:1] == ["image_id"]:
-                lines = lines[1:]
-        else:
-            lines = [(i, line.split()) for i, line in enumerate(f, 1) if line.strip()]
-        for lineno, parts in lines:
-            parts = [p.strip() for p in parts]
-            if len(parts) != 2 or parts[1] not in _PARTITION_NAMES or not is_image_file(parts[0]):
-                raise CelebaeError(
-                    f"{path} line {lineno} is not '<image>.jpg <0|1|2>': {' '.join(parts)[:60]!r}; "
-                    "use CelebA's own list_eval_partition file"
-                )
-            rows.append((parts[0], _PARTITION_NAMES[parts[1]]))
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise CelebaeError(
+            f"{path} line {line} is not UTF-8 text (byte 0x{err.object[err.start]:02x}); "
+            "use CelebA's own list_eval_partition file"
+        ) from None
+    if path.suffix == ".csv":
+        lines = [(i, r) for i, r in enumerate(csv.reader(text.splitlines()), 1) if r]
+        if lines and lines[0][1][:1] == ["image_id"]:
+            lines = lines[1:]
+    else:
+        lines = [(i, line.split()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    for lineno, parts in lines:
+        parts = [p.strip() for p in parts]
+        if len(parts) != 2 or parts[1] not in _PARTITION_NAMES or not is_image_file(parts[0]):
+            raise CelebaeError(
+                f"{path} line {lineno} is not '<image>.jpg <0|1|2>': {' '.join(parts)[:60]!r}; "
+                "use CelebA's own list_eval_partition file"
+            )
+        rows.append((parts[0], _PARTITION_NAMES[parts[1]]))
     if not rows:
         raise CelebaeError(f"{path} is empty; use CelebA's own list_eval_partition file")
     return rows
@@ -139,14 +148,46 @@ def _split_of(relpath: str, seed: int) -> str:
     return "train" if bucket < 80 else "val" if bucket < 90 else "test"
 
 
-def folder_source(root: Path, seed: int = 0) -> Source:
-    """Every jpg/png/webp/bmp below ``root``, split 80/10/10 by a hash of its relative path."""
-    files = sorted(
-        Path(dirpath, name).relative_to(root).as_posix()
-        for dirpath, _, names in os.walk(root, followlinks=True)
-        for name in names
-        if is_image_file(name) and not name.startswith(".")
-    )
+def list_images(root: Path, follow_links: bool = False) -> list[str]:
+    """Every image file below ``root`` (relative POSIX paths, sorted), each real file and folder visited once.
+
+    Links are followed inside ``root`` (a loop or a second way to the same folder is visited once, by its
+    plain path where it has one); a link leading out of ``root`` is skipped unless ``follow_links``.
+    """
+    real_root = root.resolve()
+    seen_dirs: set[Path] = set()
+    seen_files: set[Path] = set()
+    files: list[str] = []
+    plain, linked = [root], []  # folders reached without a link go first, so their names are the ones kept
+    while plain or linked:
+        folder = plain.pop() if plain else linked.pop()
+        real = folder.resolve()
+        if real in seen_dirs:
+            continue
+        seen_dirs.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+        except OSError as err:
+            log.warning("cannot list %s (%s); its images are left out", folder, err.strerror or err)
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            target = path.resolve() if entry.is_symlink() else None
+            if target is not None and not follow_links and not target.is_relative_to(real_root):
+                continue
+            if entry.is_dir():
+                (linked if target is not None else plain).append(path)
+            elif is_image_file(entry.name) and not entry.name.startswith("."):
+                real_file = target or path.resolve()
+                if real_file not in seen_files:
+                    seen_files.add(real_file)
+                    files.append(path.relative_to(root).as_posix())
+    return sorted(files)
+
+
+def folder_source(root: Path, seed: int = 0, follow_links: bool = False) -> Source:
+    """Every jpg/png/webp/bmp below ``root`` (see ``list_images``), split 80/10/10 by a hash of its path."""
+    files = list_images(root, follow_links)
     if not files:
         raise CelebaeError(f"no images (jpg, png, webp, bmp) found in {root} or below it")
     splits: dict[str, list[str]] = {s: [] for s in SPLITS}

@@ -1,0 +1,412 @@
+"""Faults, each reproduced as a user met it: full and read-only disks, symlink loops, dangling links, odd
+inputs to the Python API, corrupted checkpoints, bad counts, and the one-line errors they must give."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import flags, tiny
+from PIL import Image
+
+import celebae
+from celebae import CelebaeError, train
+from celebae.cli import main
+from celebae.data import draw_face, open_source, prepare_split
+from celebae.data.sources import _split_of
+
+TINY = [*flags(data="synthetic", synthetic_size=200, nf=8, batch_size=16, epochs=1, limit_train=32), "--quiet"]
+TINY += flags(limit_val=16, limit_test=16)
+
+
+def one_line_error(capsys, *parts: str) -> str:
+    """The command's error: its last line of stderr, the only one that says ``error``, with no traceback."""
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and lines[-1].startswith("celebae: error: "), lines
+    assert sum("error" in line for line in lines) == 1 and not any("Traceback" in line for line in lines), lines
+    for part in parts:
+        assert part in lines[-1], lines[-1]
+    return lines[-1]
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str, readonly: bool = False) -> Iterator[Path]:
+    """A real tmpfs of ``size`` at ``path`` (the machine's root can mount one); skipped where it cannot."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if readonly else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a {size} tmpfs here ({done.stderr.decode().strip()}); needs root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+def faces(folder: Path, names: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        Image.fromarray(draw_face(i).transpose(1, 2, 0)).save(folder / name)
+
+
+# ---- 1. a full cache disk ---------------------------------------------------------------------------------------
+
+
+def test_a_full_cache_disk_fails_at_once_with_the_space_needed(tmp_path: Path, capsys) -> None:
+    with small_disk(tmp_path / "tiny", "3m") as cache:
+        assert main(["prepare", *flags(data="synthetic", synthetic_size=200, cache_dir=cache), "--quiet"]) == 2
+        one_line_error(capsys, f"the cache {cache} has", "MiB free, but the train split (160 images", "--cache-dir")
+        assert leftovers(cache) == [] and list(cache.iterdir()) == []
+
+
+def _dies_on_the_second_chunk(task: tuple) -> list:
+    if task[1] > 0:
+        os.kill(os.getpid(), signal.SIGBUS)  # what writing into a memory map on a full disk does
+    from celebae.data.prepare import _decode_chunk_real
+
+    return _decode_chunk_real(task)
+
+
+def test_a_worker_killed_by_a_signal_fails_preparation(tmp_path: Path, monkeypatch) -> None:
+    import celebae.data.prepare as prep
+
+    monkeypatch.setattr(prep, "_decode_chunk_real", prep._decode_chunk, raising=False)
+    monkeypatch.setattr(prep, "_decode_chunk", _dies_on_the_second_chunk)
+    source = open_source("synthetic", synthetic_size=400)
+    with pytest.raises(CelebaeError, match="a worker preparing the train split died"):
+        prepare_split(source, "train", cache_dir=tmp_path, workers=2, progress=False)
+    assert leftovers(tmp_path) == [] and list(tmp_path.glob("*.npy")) == []
+
+
+# ---- 2 and 3. links in image folders ----------------------------------------------------------------------------
+
+
+def test_symlink_loops_are_listed_once_and_finish(tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    faces(one, [f"f{i:02d}.png" for i in range(60)])
+    (one / "self").symlink_to(one)
+    assert sum(len(v) for v in open_source(one).splits.values()) == 60
+    two = tmp_path / "two" / "loop"
+    faces(two / "a", ["x.png", "y.png"])
+    (two / "x").symlink_to(two)
+    (two / "a" / "up").symlink_to("..")
+    source = open_source(tmp_path / "two")
+    assert sorted(sum(source.splits.values(), [])) == ["loop/a/x.png", "loop/a/y.png"]
+
+
+def test_links_out_of_the_folder_are_followed_only_when_asked(tmp_path: Path) -> None:
+    faces(tmp_path / "inside", ["a.png"])
+    faces(tmp_path / "outside", ["b.png"])
+    (tmp_path / "inside" / "more").symlink_to(tmp_path / "outside")
+    assert sum(open_source(tmp_path / "inside").splits.values(), []) == ["a.png"]
+    followed = open_source(tmp_path / "inside", follow_links=True)
+    assert sorted(sum(followed.splits.values(), [])) == ["a.png", "more/b.png"]
+
+
+def test_a_dangling_image_link_is_skipped_like_a_corrupt_file(tmp_path: Path, caplog) -> None:
+    folder = tmp_path / "imgs"
+    faces(folder, [f"f{i:02d}.png" for i in range(40)])
+    (folder / "gone.jpg").symlink_to(folder / "deleted.jpg")  # its target was deleted
+    source = open_source(folder)
+    split = _split_of("gone.jpg", 0)
+    with caplog.at_level("WARNING", logger="celebae"):
+        prepared = prepare_split(source, split, cache_dir=tmp_path / "c", progress=False)
+    assert "gone.jpg" not in prepared.files and f"skipped image {folder / 'gone.jpg'}: missing" in caplog.text
+    assert len(prepared.files) == len(source.splits[split]) - 1
+
+
+# ---- 4. the Python API's inputs ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("faults") / "run"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    return run
+
+
+def test_every_input_kind_gives_the_files_codes(trained: Path, tmp_path: Path) -> None:
+    run = celebae.load(trained)
+    pixels = np.asarray(Image.fromarray(draw_face(3).transpose(1, 2, 0)).resize((178, 218)))  # a CelebA shape
+    path = tmp_path / "face.png"
+    Image.fromarray(pixels).save(path)
+    want = run.encode(path)
+    chw = torch.from_numpy(pixels).permute(2, 0, 1)
+    kinds = {
+        "PIL": Image.open(path),
+        "uint8 H×W×3 array": pixels,
+        "uint8 3×H×W tensor": chw,
+        "float [0, 1] 1×3×H×W tensor": chw[None].float() / 255,
+        "float [0, 1] 3×H×W tensor in a list": [chw.float() / 255],
+        "float64 H×W×3 array": pixels / 255.0,
+    }
+    for kind, value in kinds.items():
+        got = run.encode(value)
+        assert got.shape == (1, 256), kind
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5, msg=kind)
+    big = torch.from_numpy(np.asarray(Image.fromarray(pixels).resize((256, 256)))).permute(2, 0, 1)[None]
+    assert run.encode(big).shape == (1, 256)
+    torch.testing.assert_close(run.reconstruct(path)[0], run.reconstruct(pixels)[0])
+
+
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        (Image.new("RGB", (20, 20)), "too small (20×20 px"),
+        (torch.rand(1, 3, 128, 128) * 2 - 1, "float images must hold values in [0, 1]"),
+        (np.zeros((128, 128, 3), dtype=np.int64), "must be uint8 (0–255) or float ([0, 1]), got int64"),
+        (torch.zeros(2, 1, 3, 128, 128), "must have 2, 3 or 4 dimensions"),
+        ([np.zeros((2, 3, 64, 64), np.uint8)], "a list holds single images"),
+    ],
+)
+def test_inputs_that_cannot_be_read_are_one_line_errors(trained: Path, value, message: str) -> None:
+    with pytest.raises(CelebaeError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        celebae.load(trained).encode(value)
+
+
+def test_encode_tensor_refuses_another_size(trained: Path) -> None:
+    with pytest.raises(CelebaeError, match=r"encode_tensor takes N×3×128×128 images"):
+        celebae.load(trained).encode_tensor(torch.zeros(1, 3, 256, 256))
+
+
+# ---- 5. corrupted checkpoints and NaN scores ----------------------------------------------------------------------
+
+
+def test_corrupted_checkpoint_bytes_are_refused(trained: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    best = run / "checkpoints" / "best.safetensors"
+    blob = bytearray(best.read_bytes())
+    middle = 8 + struct.unpack("<Q", blob[:8])[0] + 10_000  # well inside the tensor data; the header intact
+    blob[middle : middle + 2000] = os.urandom(2000)
+    best.write_bytes(bytes(blob))
+    assert main(["evaluate", str(run)]) == 2
+    one_line_error(capsys, f"checkpoint {best} is corrupt", "--checkpoint best/last")
+    assert main(["evaluate", str(run), "--checkpoint", "last"]) == 0  # the other one is whole
+
+
+def test_a_nan_anywhere_in_scoring_is_an_error(trained: Path, tmp_path: Path, capsys) -> None:
+    from celebae.checkpoint import read_metadata, save_weights
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    best = run / "checkpoints" / "best.safetensors"
+    trained_run = celebae.load(run)
+    with torch.no_grad():
+        next(trained_run.model.decoder.parameters())[0, 0, 0, 0] = float("nan")
+    save_weights(trained_run.model, best, *read_metadata(best).values())  # a valid file of a broken model
+    assert main(["evaluate", str(run)]) == 2
+    one_line_error(capsys, "non-finite value(s)")
+
+
+# ---- 6. counts at the parser ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["neighbours", "RUN", "q.png", "--out", "g.png", "--k", "-3"],
+        ["neighbours", "RUN", "q.png", "--out", "g.png", "--k", "0"],
+        ["interpolate", "RUN", "a.png", "b.png", "--steps", "1"],
+        ["anomalies", "RUN", "--out", "o", "--top", "0"],
+        ["encode", "RUN", "--out", "c.npy", "--limit", "0"],
+        ["sweep", "s.toml", "--parallel", "0"],
+        ["plot", "RUN", "--out", "p.png", "--smooth", "0"],
+    ],
+)
+def test_count_flags_are_checked_at_the_parser(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"usage: celebae {argv[0]}" in err and "must be at least" in err
+
+
+# ---- 7 and 8. one line instead of a traceback ----------------------------------------------------------------------
+
+
+def test_a_read_only_cache_is_one_line(tmp_path: Path, capsys) -> None:
+    with small_disk(tmp_path / "ro", "1m", readonly=True) as cache:
+        assert main(["prepare", *flags(data="synthetic", synthetic_size=200, cache_dir=cache), "--quiet"]) == 2
+        one_line_error(capsys, f"cannot write the prepared train split at {cache}", "Read-only file system")
+
+
+def test_out_is_checked_before_any_work(tmp_path: Path, capsys) -> None:
+    cache = tmp_path / "cache"
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert main(["train", *TINY, "--cache-dir", str(cache), "--out", str(afile)]) == 2
+    one_line_error(capsys, f"--out {afile} is a file")
+    assert afile.read_text() == "mine" and not cache.exists()  # nothing was prepared
+    with small_disk(tmp_path / "ro", "1m", readonly=True) as ro:
+        assert main(["train", *TINY, "--cache-dir", str(cache), "--out", str(ro / "run")]) == 2
+        one_line_error(capsys, f"cannot write the run directory {ro / 'run'}", "Read-only file system")
+    assert not cache.exists()
+
+
+def test_a_disk_that_fills_during_a_checkpoint_loses_nothing(tmp_path: Path, capsys) -> None:
+    with small_disk(tmp_path / "small", "2m") as disk:
+        run = disk / "run"
+        assert main(["train", *TINY, "--out", str(run)]) == 2
+        err = one_line_error(capsys, "could not write", "No space left on device", "previous checkpoint")
+        assert f"continue with: celebae train --resume --out {run}" in err
+        assert leftovers(disk) == []
+
+
+def test_a_failed_checkpoint_write_keeps_the_last_and_resumes(tmp_path: Path, monkeypatch, capsys) -> None:
+    import celebae.checkpoint as ckpt
+
+    settings = tiny(tmp_path, epochs=1)
+    train(settings, progress=False)
+    before = (tmp_path / "run" / "checkpoints" / "last.safetensors").read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", disk_full)
+    with pytest.raises(CelebaeError, match="previous checkpoint there is intact; once there is room, continue"):
+        train(settings.replace(epochs=2), resume=True, progress=False)
+    monkeypatch.undo()
+    assert (tmp_path / "run" / "checkpoints" / "last.safetensors").read_bytes() == before
+    assert leftovers(tmp_path / "run") == []
+    train(settings.replace(epochs=2), resume=True, progress=False)
+    assert celebae.RunDir(tmp_path / "run").summary["steps"] == 2 * 64 // 16
+
+
+def test_a_partition_file_that_is_not_utf8(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "celeba"
+    faces(root / "img_align_celeba", ["000001.jpg"])
+    (root / "list_eval_partition.txt").write_bytes(b"000001.jpg 0\n\xff\xfe.jpg 1\n")
+    assert main(["prepare", "--data", str(root), "--quiet"]) == 2
+    one_line_error(capsys, "list_eval_partition.txt line 2 is not UTF-8 text (byte 0xff)")
+
+
+def test_a_negative_slope_trains(tmp_path: Path) -> None:
+    assert main(["train", *TINY, "--slope", "-5", "--out", str(tmp_path / "run")]) == 0
+
+
+def _folder_with_test_images(folder: Path, count: int) -> Path:
+    """A folder whose hash split puts exactly ``count`` images in test (and 3 in train)."""
+    names = [f"f{i:03d}.png" for i in range(300)]
+    test = [n for n in names if _split_of(n, 0) == "test"][:count]
+    faces(folder, test + [n for n in names if _split_of(n, 0) == "train"][:3])
+    return folder
+
+
+def test_tools_on_too_few_images_are_one_line(trained: Path, tmp_path: Path, capsys) -> None:
+    empty = _folder_with_test_images(tmp_path / "none", 0)
+    query = next(empty.iterdir())
+    assert main(["neighbours", str(trained), str(query), "--out", str(tmp_path / "g.png"), "--data", str(empty)]) == 2
+    one_line_error(capsys, "the test split of", "has no images; choose another --split or --data")
+    single = _folder_with_test_images(tmp_path / "one", 1)
+    assert main(["map", str(trained), "--out", str(tmp_path / "m.png"), "--data", str(single)]) == 2
+    one_line_error(capsys, "a map needs at least 2 images; the test split has 1")
+
+
+def test_a_wrong_flag_shows_the_subcommands_usage(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--bacth-size", "3"])
+    err = capsys.readouterr().err
+    assert "usage: celebae train" in err and "unrecognized arguments: --bacth-size" in err
+
+
+def test_os_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch, capsys) -> None:
+    import celebae.cli as cli
+
+    def full(args):
+        raise OSError(28, "No space left on device", "/data/cache/x.npy")
+
+    monkeypatch.setitem(cli.COMMANDS, "prepare", (full, *cli.COMMANDS["prepare"][1:]))
+    assert main(["prepare"]) == 1
+    one_line_error(capsys, "celebae: error: cannot write at /data/cache/x.npy: No space left on device")
+    with pytest.raises(OSError):
+        main(["--debug", "prepare"])
+    monkeypatch.setenv("CELEBAE_DEBUG", "1")
+    with pytest.raises(OSError):
+        main(["prepare"])
+
+
+def test_bugs_still_show_their_traceback(monkeypatch) -> None:
+    import celebae.cli as cli
+
+    def bug(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "prepare", (bug, *cli.COMMANDS["prepare"][1:]))
+    with pytest.raises(ZeroDivisionError):
+        main(["prepare"])
+
+
+# ---- 9, 10, 11. run directories -------------------------------------------------------------------------------------
+
+
+def test_a_run_is_never_overwritten_without_overwrite(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    (run / "checkpoints" / "last.safetensors").unlink()
+    best = (run / "checkpoints" / "best.safetensors").read_bytes()
+    metrics = (run / "metrics.csv").read_text()
+    assert main(["train", *TINY, "--out", str(run), "--resume"]) == 2
+    one_line_error(capsys, "nothing to resume", "--overwrite")
+    assert main(["train", *TINY, "--out", str(run)]) == 2
+    one_line_error(capsys, f"{run} already holds a run", "--overwrite")
+    assert (run / "checkpoints" / "best.safetensors").read_bytes() == best
+    assert (run / "metrics.csv").read_text() == metrics
+    assert main(["train", *TINY, "--out", str(run), "--overwrite", "--seed", "1"]) == 0
+    assert (run / "checkpoints" / "best.safetensors").read_bytes() != best
+
+
+def _event_steps(tb: Path) -> list[int]:
+    """Steps of ``train/loss_step`` in every event file of a TensorBoard folder (TFRecord framing)."""
+    from tensorboardX.proto import event_pb2
+
+    steps = []
+    for path in sorted(tb.iterdir()):
+        data = path.read_bytes()
+        at = 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
+            at += 16 + length
+            steps += [event.step for v in event.summary.value if v.tag == "train/loss_step"]
+    return steps
+
+
+def test_a_killed_and_resumed_run_has_one_event_stream(tmp_path: Path, monkeypatch) -> None:
+    import celebae.checkpoint as ckpt
+
+    settings = tiny(tmp_path, epochs=1, log_every=1)
+    train(settings, progress=False)
+
+    def killed(*args, **kwargs):  # dies after epoch 2's events were written, before its checkpoint
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_state", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(settings.replace(epochs=2), resume=True, progress=False)
+    monkeypatch.undo()
+    assert _event_steps(tmp_path / "run" / "tb").count(5) == 1  # the killed attempt logged steps 5-8
+    train(settings.replace(epochs=3), resume=True, progress=False)
+    tb = tmp_path / "run" / "tb"
+    assert len(list(tb.iterdir())) == 1
+    assert _event_steps(tb) == list(range(1, 13))
+
+
+def test_load_on_a_file_says_so(tmp_path: Path) -> None:
+    afile = tmp_path / "summary.json"
+    afile.write_text("{}")
+    with pytest.raises(CelebaeError, match="is a file, not a run directory"):
+        celebae.load(afile)
