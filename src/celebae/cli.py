@@ -145,15 +145,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep
+    from .sweep import parse_seeds, sweep
 
     overrides = {k: v for k, v in given_settings(args).items() if k != "out"}
-    records = sweep(args.study, args.sweep_out, overrides, parallel=args.parallel, dry_run=args.dry_run)
+    seeds = parse_seeds(args.seeds)
+    records = sweep(args.study, args.sweep_out, overrides, parallel=args.parallel, dry_run=args.dry_run, seeds=seeds)
     for r in records:
         line = f"{r['name']}: {r['status']}"
         if args.dry_run:
             s = r["settings"]
-            line += f"  (model {s['model']}, nf {s['nf']}, batch {s['batch_size']}, {s['epochs']} epochs → {s['out']})"
+            line += (
+                f"  (model {s['model']}, nf {s['nf']}, batch {s['batch_size']}, {s['epochs']} epochs, "
+                f"seed {s['seed']} → {s['out']})"
+            )
         elif r.get("error"):
             line += f" ({r['error']})"
         print(line)
@@ -164,6 +168,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     print(write_report(args.sweep, args.out))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    print(compare(args.a, args.vs))
     return 0
 
 
@@ -334,12 +345,17 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         arg("study", help="study TOML file, e.g. experiments/exp1.toml"),
         arg("--out", dest="sweep_out", help="sweep folder (default runs/<study name>)"),
         arg("--dry-run", action="store_true", help="list the expanded runs and their state; train nothing"),
-        arg("--parallel", type=at_least(1), help="points at once (default: one per GPU when there are several)"),
+        arg("--parallel", type=at_least(1), help="runs at once (default: one per GPU when there are several)"),
+        arg("--seeds", help="every point once per seed: a count (3 → 0,1,2) or a list (0,4,7); overrides the study's"),
         SettingsFlags(exclude=("out",)),
     ]),
     "report": (cmd_report, "Write report.md for a sweep folder: table, figures, the report's claims.", [
         arg("sweep", help="sweep folder written by `celebae sweep`"),
         arg("--out", help="report file (default SWEEP/report.md)"),
+    ]),
+    "compare": (cmd_compare, "Is A really better than B? Test error, with an interval over seeds and images.", [
+        arg("a", nargs="+", help="runs of A: run directories, point folders of seed-* runs, or globs"),
+        arg("--vs", nargs="+", required=True, help="runs of B, the same way"),
     ]),
     "plot": (cmd_plot, "Plot loss curves of any runs into one figure.", [
         arg("runs", nargs="+", help="run directories"),

@@ -82,15 +82,20 @@ def plot_losses(
     title: str | None = None,
     smooth: int = 1,
     log_y: bool = True,
+    bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> Path:
-    """One labelled line per run: ``curves`` maps a label (``conv bs=32 nf=16``) to (x, y)."""
+    """One labelled line per run: ``curves`` maps a label (``conv bs=32 nf=16``) to (x, y); ``bands`` maps a
+    label to (low, high) drawn shaded around its line (spread over seeds)."""
     fig, ax = _axes((7, 4.2))
     for label, (x, y) in curves.items():
         x, y = np.asarray(x, float), np.asarray(y, float)
+        low_high = [np.asarray(v, float) for v in (bands or {}).get(label, ())]
         if smooth > 1 and len(y) >= smooth:
-            y = _smooth(y, smooth)
+            y, low_high = _smooth(y, smooth), [_smooth(v, smooth) for v in low_high]
             x = x[smooth - 1 :]
-        ax.plot(x, y, label=label, marker="o" if len(x) <= 20 else None, markersize=3, linewidth=1.4)
+        (line,) = ax.plot(x, y, label=label, marker="o" if len(x) <= 20 else None, markersize=3, linewidth=1.4)
+        if low_high:
+            ax.fill_between(x, *low_high, color=line.get_color(), alpha=0.2, linewidth=0)
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)

@@ -9,6 +9,8 @@
     RUN/reconstructions.png      fixed test images (above) and their reconstructions (below)
     RUN/loss.png                 training and validation loss curves
     RUN/eval-<split>.json        written by ``celebae evaluate``
+    RUN/test_errors.npy          per-image test MSE of the final model, in the test split's order
+    RUN/val_errors.npy           per-image validation MSE after each epoch (epochs × images; one process only)
 
 ``RunDir`` is also the record of a run that sweeps, reports, plots and the demo read.
 """
@@ -23,6 +25,8 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import CelebaeError
 from .settings import RESUMABLE, Settings, load_settings
@@ -104,6 +108,14 @@ class RunDir:
     def eval_path(self, split: str) -> Path:
         return self.path / f"eval-{split}.json"
 
+    @property
+    def test_errors_path(self) -> Path:
+        return self.path / "test_errors.npy"
+
+    @property
+    def val_errors_path(self) -> Path:
+        return self.path / "val_errors.npy"
+
     # ---- state ------------------------------------------------------------------------------------------------
     def run_files(self) -> list[Path]:
         """The files and folders of a run that are here (none: the directory is free to start a run in)."""
@@ -111,7 +123,8 @@ class RunDir:
             return []
         named = [self.config_path, self.summary_path, self.metrics_path, self.failure_path, self.tb_dir]
         named += [self.checkpoints, self.reconstructions_png, self.loss_png, *self.path.glob("eval-*.json")]
-        return [p for p in named if p.exists()]
+        named += [self.test_errors_path, self.val_errors_path]
+        return [p for p in named if p.is_file() or (p.is_dir() and any(p.iterdir()))]
 
     @property
     def state(self) -> str:
@@ -136,13 +149,12 @@ class RunDir:
             self._check_free(overwrite)
         else:
             self._check_resumable(settings)
-        try:
-            self.checkpoints.mkdir(parents=True, exist_ok=True)
-            probe = self.path / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as err:
-            raise CelebaeError(f"cannot write the run directory {self.path}: {err.strerror or err}") from None
+        # writable? asked of the folder itself or the nearest one that exists: nothing is created here, since
+        # every process of a DDP job runs these checks at once
+        existing = next(p for p in (self.path, *self.path.parents) if p.exists())
+        if not os.access(existing, os.W_OK):
+            reason = "Read-only file system" if _read_only(existing) else "Permission denied"
+            raise CelebaeError(f"cannot write the run directory {self.path}: {reason} (at {existing})")
 
     def _check_free(self, overwrite: bool) -> None:
         held = self.run_files()
@@ -152,8 +164,8 @@ class RunDir:
             else:
                 hint = f"it has no checkpoint to resume ({held[0].name} is there); pass --overwrite to replace it"
             raise CelebaeError(f"{self.path} already holds a run; {hint}, or choose another --out")
-        for path in held:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for path in held:  # every process of a DDP job may do this at once
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         self.__dict__.pop("summary", None)
         self.__dict__.pop("metrics", None)
 
@@ -195,6 +207,29 @@ class RunDir:
         _write_json(self.summary_path, summary)
         self.__dict__["summary"] = summary
 
+    def write_test_errors(self, mse: np.ndarray) -> None:
+        _save_npy(self.test_errors_path, mse.astype(np.float32))
+
+    def add_val_errors(self, epochs_before: int, mse: np.ndarray) -> None:
+        """Append one epoch's per-image validation errors after the first ``epochs_before`` rows (a resumed
+        run replaces any rows a killed attempt wrote past its checkpoint)."""
+        rows = (
+            np.load(self.val_errors_path)[:epochs_before] if self.val_errors_path.exists() else np.empty((0, len(mse)))
+        )
+        if rows.shape[1:] != mse.shape or len(rows) != epochs_before:
+            rows = np.full((epochs_before, len(mse)), np.nan, np.float32)  # unknown epochs (an older run)
+        _save_npy(self.val_errors_path, np.vstack([rows, mse[None]]).astype(np.float32))
+
+    def test_errors(self) -> np.ndarray | None:
+        return np.load(self.test_errors_path) if self.test_errors_path.exists() else None
+
+    def val_errors(self, epoch: int) -> np.ndarray | None:
+        """Per-image validation MSE after ``epoch`` (1-based), where recorded."""
+        if not self.val_errors_path.exists():
+            return None
+        rows = np.load(self.val_errors_path)
+        return rows[epoch - 1] if 0 < epoch <= len(rows) and np.isfinite(rows[epoch - 1]).all() else None
+
     def mark_failed(self, error: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         _write_json(self.failure_path, {"error": error})
@@ -229,8 +264,18 @@ class RunDir:
         return (int(rows[-1]["epoch"]), rows[-1]["val_loss"]) if rows else None
 
 
+def _read_only(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=1) + "\n")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
 
 
 def read_metrics(run: str | Path) -> list[dict[str, Any]]:
@@ -242,18 +287,20 @@ def read_metrics(run: str | Path) -> list[dict[str, Any]]:
         return [{k: (v if k == "kind" else (float(v) if v else None)) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
-def finished_runs(sweep_dir: str | Path) -> list[RunDir]:
-    """The finished runs in a folder, in the order its ``sweep.json`` gives (then by name)."""
+def finished_runs(sweep_dir: str | Path) -> dict[str, RunDir]:
+    """The finished runs in a sweep folder by their path there (``POINT`` or ``POINT/seed-K``), in the order
+    its ``sweep.json`` gives (then by name)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise CelebaeError(f"sweep folder {sweep_dir} does not exist")
-    runs = {p.name: RunDir(p) for p in sorted(sweep_dir.iterdir()) if RunDir(p).state == "finished"}
+    found = [p.parent for p in (*sweep_dir.glob("*/summary.json"), *sweep_dir.glob("*/seed-*/summary.json"))]
+    runs = {p.relative_to(sweep_dir).as_posix(): RunDir(p) for p in sorted(found)}
     order_file = sweep_dir / "sweep.json"
     order = [p["name"] for p in json.loads(order_file.read_text())["points"]] if order_file.exists() else []
     names = [n for n in order if n in runs] + [n for n in runs if n not in order]
     if not names:
         raise CelebaeError(f"{sweep_dir} holds no finished runs (no */summary.json); run `celebae sweep` first")
-    return [runs[n] for n in names]
+    return {n: runs[n] for n in names}
 
 
 class MetricsLog:

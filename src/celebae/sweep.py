@@ -12,6 +12,7 @@ into its own run directory under one sweep folder.
     [[points]]            # and/or single points
     batch_size = 128
     nf = 128
+    seeds = [0, 1, 2]     # optional: every point once per seed (or seeds = 3), in POINT/seed-K
 
 Finished points (a ``summary.json``) are skipped, interrupted ones resumed, and a failed point is
 recorded in ``sweep.json`` while the others go on. With several GPUs, points run in parallel, one per GPU.
@@ -39,7 +40,7 @@ from .training import train
 
 log = logging.getLogger("celebae")
 
-STUDY_KEYS = {"name", "description", "settings", "grid", "points"}
+STUDY_KEYS = {"name", "description", "settings", "grid", "points", "seeds"}
 
 
 @dataclass
@@ -49,6 +50,22 @@ class Study:
     settings: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
     points: list[dict[str, Any]] = field(default_factory=list)
+    seeds: list[int] | None = None  # None: one run per point, in POINT itself, with the settings' seed
+
+
+def parse_seeds(value: int | str | list[int] | None, where: str = "--seeds") -> list[int] | None:
+    """``3`` → [0, 1, 2]; ``"0,4,7"`` or [0, 4, 7] → that list; None → None."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            value = int(value) if "," not in value else [int(v) for v in value.split(",") if v.strip()]
+        seeds = list(range(value)) if isinstance(value, int) else [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise CelebaeError(f"{where} must be a count (3) or a list of seeds (0,1,2), got {value!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise CelebaeError(f"{where} must name at least one seed, each once and not negative, got {value!r}")
+    return seeds
 
 
 def load_study(path: str | Path) -> Study:
@@ -62,8 +79,14 @@ def load_study(path: str | Path) -> Study:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise CelebaeError(f"{path}: grid.{key} must be a non-empty list, got {values!r}")
+    seeds = parse_seeds(raw.get("seeds"), f"{path}: seeds")
     return Study(
-        raw.get("name", path.stem), raw.get("description", ""), raw.get("settings", {}), grid, raw.get("points", [])
+        raw.get("name", path.stem),
+        raw.get("description", ""),
+        raw.get("settings", {}),
+        grid,
+        raw.get("points", []),
+        seeds,
     )
 
 
@@ -83,9 +106,13 @@ def point_name(settings: Settings, varying: list[str]) -> str:
     return "-".join(str(p) for p in parts)
 
 
-def expand(study: Study, out: Path, overrides: dict[str, Any] | None = None) -> list[Settings]:
-    """Every point of the study as resolved Settings with its run directory; ``overrides`` apply to all."""
+def expand(
+    study: Study, out: Path, overrides: dict[str, Any] | None = None, seeds: list[int] | None = None
+) -> list[Settings]:
+    """Every run of the study as resolved Settings with its run directory; ``overrides`` apply to all. With
+    ``seeds`` (or the study's), each point runs once per seed, into ``POINT/seed-K``."""
     overrides = overrides or {}
+    seeds = seeds or study.seeds
     combos = (
         [dict(zip(study.grid, values, strict=True)) for values in itertools.product(*study.grid.values())]
         if study.grid
@@ -103,7 +130,10 @@ def expand(study: Study, out: Path, overrides: dict[str, Any] | None = None) -> 
         if name in names:
             raise CelebaeError(f"study {study.name}: two points are both {name}; make the points differ")
         names.add(name)
-        points.append(settings.replace(out=str(out / name)))
+        if seeds is None:
+            points.append(settings.replace(out=str(out / name)))
+        else:
+            points += [settings.replace(seed=seed, out=str(out / name / f"seed-{seed}")) for seed in seeds]
     return points
 
 
@@ -153,7 +183,7 @@ def _train_points(todo: list[Settings], parallel: int, gpus: int) -> dict[str, t
     if parallel <= 1 or len(todo) <= 1:
         results = {}
         for s in todo:
-            log.info("%s: %s", Path(s.out).name, "resuming" if RunDir(s.out).resumable else "training")
+            log.info("%s: %s", s.out, "resuming" if RunDir(s.out).resumable else "training")
             results[s.out] = _run_point(s, None)
         return results
     ctx = multiprocessing.get_context("spawn")
@@ -170,16 +200,22 @@ def sweep(
     overrides: dict[str, Any] | None = None,
     parallel: int | None = None,
     dry_run: bool = False,
+    seeds: list[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run (or with ``dry_run`` only list) every point of a study; returns one record per point.
+    """Run (or with ``dry_run`` only list) every run of a study; returns one record per run, named by its
+    path in the sweep folder (``conv-bs16-nf16`` or, with seeds, ``conv-bs16-nf16/seed-0``).
 
-    ``parallel`` points train at once; by default one per GPU when there are several, else one.
+    ``parallel`` runs train at once; by default one per GPU when there are several, else one.
     """
     study = load_study(study_file)
     out = Path(out) if out else Path("runs") / study.name
-    points = expand(study, out, overrides)
+    points = expand(study, out, overrides, seeds)
+
+    def name(s: Settings) -> str:
+        return Path(s.out).relative_to(out).as_posix()
+
     if dry_run:
-        return [{"name": Path(s.out).name, "status": _status(s), "settings": s.to_dict()} for s in points]
+        return [{"name": name(s), "status": _status(s), "settings": s.to_dict()} for s in points]
     out.mkdir(parents=True, exist_ok=True)
     about = {"name": study.name, "description": study.description, "file": str(study_file), "overrides": overrides}
     (out / "study.json").write_text(json.dumps({**about, "overrides": overrides or {}}, indent=1))
@@ -189,7 +225,7 @@ def sweep(
     todo = []
     for s in points:
         if _status(s) == "done":
-            log.info("%s: finished earlier, skipped", Path(s.out).name)
+            log.info("%s: finished earlier, skipped", name(s))
         else:
             todo.append(s)
     results = _train_points(todo, parallel, gpus)
@@ -197,8 +233,8 @@ def sweep(
     for s in points:
         status, error = results.get(s.out, ("done", None))
         if error:
-            log.warning("%s failed: %s", Path(s.out).name, error)
-        records.append({"name": Path(s.out).name, "status": status, "error": error})
+            log.warning("%s failed: %s", name(s), error)
+        records.append({"name": name(s), "status": status, "error": error})
     (out / "sweep.json").write_text(json.dumps({"study": study.name, "points": records}, indent=1) + "\n")
     write_tables_and_figures(out)
     return records

@@ -276,7 +276,10 @@ class Trainer:
     def end_epoch(self) -> None:
         """Validation, the epoch's row, and a checkpoint (also ``best`` when validation improved)."""
         pos, steps = self.pos, self.steps_per_epoch
-        mse, loss = self.split_means(score(self.net.model, self.data.val, self.loss))[:2]
+        scores = score(self.net.model, self.data.val, self.loss)
+        mse, loss = self.split_means(scores)[:2]
+        if self.procs.main and self.procs.world == 1:  # per-image errors in split order: one process has them all
+            self.run.add_val_errors(pos.epoch, scores.mse.numpy())
         pos.train_loss, pos.train_mse = pos.epoch_loss_sum / steps, pos.epoch_mse_sum / steps
         pos.val_loss, pos.val_mse = loss, mse
         pos.epoch, pos.batch, pos.epoch_loss_sum, pos.epoch_mse_sum = pos.epoch + 1, 0, 0.0, 0.0
@@ -305,9 +308,14 @@ class Trainer:
         """Test scores, ``summary.json`` and the figures; returns the summary ({} on other ranks)."""
         self.bar.close()
         data = self.data
-        test_mse, test_loss, test_psnr = self.split_means(score(self.net.model, data.test, self.loss))
+        scores = score(self.net.model, data.test, self.loss)
+        test_mse, test_loss, test_psnr = self.split_means(scores)
         if not self.procs.main:
             return {}
+        if self.procs.world > 1:  # this rank scored its share; the per-image file needs every image, in order
+            whole = Batches(place(data.prepared["test"].images, self.device), EVAL_BATCH, self.device)
+            scores = score(self.net.model, whole, self.loss)
+        self.run.write_test_errors(scores.mse.numpy())
         self.pos.wall_s = self.wall()
         summary = summarise(self, {"test_mse": test_mse, "test_psnr": test_psnr, "test_loss": test_loss})
         self.run.write_summary(summary)
