@@ -63,6 +63,11 @@ def fit_pca(
     return mean, vt.float()
 
 
+def project(images: np.ndarray, mean: torch.Tensor, basis: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """Coefficients (N×k) of uint8 images on the rows of ``basis``, one chunk of images in memory at a time."""
+    return torch.cat([(x - mean) @ basis.T for _, x in _batches(images, chunk)])
+
+
 def pca_baseline(train: np.ndarray, test: np.ndarray, components: int) -> torch.Tensor:
     """Reconstructions of ``test`` (float N×3×128×128 in [-1, 1]) from its first ``components`` principal
     components, fitted on ``train`` (fewer components when there are fewer training images)."""

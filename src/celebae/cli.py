@@ -231,6 +231,14 @@ def cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rd(args: argparse.Namespace) -> int:
+    from .rd import rate_distortion
+
+    for path in rate_distortion(args.runs, args.out, args.data, args.split, args.limit, args.device):
+        print(path)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
@@ -385,6 +393,14 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         arg("b", help="second image"),
         arg("--steps", type=at_least(2), default=8, help="decoded mixes, both ends included"),
         arg("--out", default="interpolation.png"),
+        DEVICE,
+    ]),
+    "rd": (cmd_rd, "Rate–distortion: quality against bytes per image for runs' codes, PCA, JPEG, WebP, AVIF.", [
+        arg("runs", nargs="+", help="run directories (one image size); different code sizes make a curve"),
+        arg("--out", required=True, help="folder for rd.csv and rd.png"),
+        arg("--data", help="a CelebA folder, an image folder or synthetic (default: the first run's data)"),
+        arg("--split", default="test", choices=("train", "val", "test")),
+        arg("--limit", type=at_least(1), help="only the first N images of the split (codecs are slow)"),
         DEVICE,
     ]),
     "export": (cmd_export, "Export the encoder and decoder separately as ONNX or TorchScript.", [

@@ -18,9 +18,9 @@ import torch
 
 from .baselines import jpeg_baseline, pca_baseline
 from .codes import RANGE_FIT_IMAGES, CodeQuantiser, compression
-from .data import load_split, to_uint8
+from .data import load_split
 from .errors import CelebaeError
-from .metrics import quality
+from .metrics import reconstruction_quality
 from .runs import TrainedRun, load
 
 BASELINES = ("pca", "jpeg")
@@ -33,10 +33,7 @@ class _Table:
         self.images, self.rows = images, []
 
     def add(self, method: str, nbytes: float, decoded: torch.Tensor | np.ndarray, **extra: Any) -> dict:
-        if torch.is_tensor(decoded):
-            scores = quality(self.images, to_uint8(decoded).numpy(), decoded)
-        else:
-            scores = quality(self.images, decoded)
+        scores = reconstruction_quality(self.images, decoded)
         means = {k: float(np.mean(v)) for k, v in scores.items()}
         self.rows.append({"method": method, "bytes": nbytes, **means, **extra})
         return scores

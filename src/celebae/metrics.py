@@ -97,3 +97,10 @@ def quality(x: np.ndarray, y: np.ndarray, y_float: torch.Tensor | None = None) -
     mse, psnr = per_image_errors(to_unit_range(torch.from_numpy(np.array(x))), out)
     require_finite(mse)
     return {"mse": mse.numpy(), "psnr": psnr.numpy(), "ssim": ssim_uint8(x, y)}
+
+
+def reconstruction_quality(x: np.ndarray, decoded: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
+    """``quality`` of any method's output: float reconstructions in [-1, 1] (MSE before rounding) or uint8."""
+    if torch.is_tensor(decoded):
+        return quality(x, to_uint8(decoded).numpy(), decoded)
+    return quality(x, decoded)

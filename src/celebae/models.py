@@ -19,6 +19,17 @@ Model 2, ``pool`` (``PoolAutoencoder``), width c (the report's c = 16 gives a 25
 ``encode`` returns the code flattened to N×``code_size`` for both models, so
 codes from either can be used as feature vectors the same way.
 
+Other sizes (``conv``): an S×S image (S a power of two, 32 to 512) and a K-number code follow the report's
+rule. Stride-2 stages halve the image until it is 4×4, the widths doubling at each stage but capped at 16a
+(the report's largest, so 256- and 512-pixel models add stages of 16a instead of 32a and 64a: width, and
+memory, stay those of the report's nf); then the 4×4 convolution to K. The decoder mirrors it::
+
+    S = 64:   3×64² → a×32² → 2a×16² → 4a×8² → 8a×4² → K×1²
+    S = 256:  3×256² → a×128² → 2a×64² → 4a×32² → 8a×16² → 16a×8² → 16a×4² → K×1²
+
+At S = 128 and K = 256 this is the report's Model 1, layer for layer. ``pool`` is defined for 128×128 only
+(three conv + pool stages to its 2×2 code, whose size is 16c): other sizes are refused.
+
 Models register themselves (``@register_model``) and own their keyword arguments: the builder's
 signature is the model's settings and defaults, which ``Settings`` and the CLI pass through by name
 (``--nf``, ``--slope``, or ``--model-arg NAME=VALUE`` for any other). To add a model, write its
@@ -38,6 +49,9 @@ from torch import nn
 
 from .data.images import SIZE
 from .errors import CelebaeError
+
+IMAGE_SIZES = (32, 64, 128, 256, 512)
+MAX_WIDTH_MULTIPLE = 16  # widths double per stage up to 16a, the report's largest
 
 
 class CodeConv2d(nn.Conv2d):
@@ -114,27 +128,27 @@ class Autoencoder(nn.Module):
 
 
 class ConvAutoencoder(Autoencoder):
-    """Model 1: five strided convolutions down to 16a×4×4, one 4×4 convolution to the 256 code."""
+    """Model 1: strided convolutions down to 4×4 (five of them at 128×128, to 16a×4×4), one 4×4 convolution
+    to the code; the decoder mirrors it."""
 
-    def __init__(self, nf_enc: int = 64, nf_dec: int = 64, slope: float = 0.2, code: int = 256):
-        a, b = nf_enc, nf_dec
+    def __init__(self, nf_enc: int = 64, nf_dec: int = 64, slope: float = 0.2, code: int = 256, image_size: int = SIZE):
+        stages = int(image_size).bit_length() - 3  # halvings from S to 4
+        if image_size not in IMAGE_SIZES:
+            raise ValueError(f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {image_size}")
+        enc = [nf_enc * min(2**i, MAX_WIDTH_MULTIPLE) for i in range(stages)]
+        dec = [nf_dec * min(2**i, MAX_WIDTH_MULTIPLE) for i in range(stages)]
         encoder = nn.Sequential(
-            _down(3, a, slope),
-            _down(a, 2 * a, slope),
-            _down(2 * a, 4 * a, slope),
-            _down(4 * a, 8 * a, slope),
-            _down(8 * a, 16 * a, slope),
-            _down(16 * a, code, slope, stride=1, padding=0),
+            _down(3, enc[0], slope),
+            *(_down(c_in, c_out, slope) for c_in, c_out in zip(enc, enc[1:], strict=False)),
+            _down(enc[-1], code, slope, stride=1, padding=0),
         )
         decoder = nn.Sequential(
-            _up(code, 16 * b, stride=1, padding=0),
-            _up(16 * b, 8 * b),
-            _up(8 * b, 4 * b),
-            _up(4 * b, 2 * b),
-            _up(2 * b, b),
-            _to_rgb(b),
+            _up(code, dec[-1], stride=1, padding=0),
+            *(_up(c_in, c_out) for c_in, c_out in zip(dec[:0:-1], dec[-2::-1], strict=True)),
+            _to_rgb(dec[0]),
         )
         super().__init__(encoder, decoder, (code, 1, 1))
+        self.image_shape = (3, image_size, image_size)
 
 
 class PoolAutoencoder(Autoencoder):
@@ -217,18 +231,32 @@ def build_model(name: str, **kwargs: Any) -> Autoencoder:
     try:
         return spec.builder(**kwargs)
     except (TypeError, ValueError) as err:
-        raise CelebaeError(f"model {name!r} cannot be built with {kwargs}: {err}") from None
+        raise CelebaeError(str(err) if isinstance(err, ValueError) else f"model {name!r}: {err}") from None
 
 
 @register_model("conv", "Model 1, strided convolutions", reported_params=30_685_440, small={"nf": 8})
-def conv(nf: int = 64, nf_enc: int | None = None, nf_dec: int | None = None, slope: float = 0.2) -> Autoencoder:
+def conv(
+    nf: int = 64,
+    nf_enc: int | None = None,
+    nf_dec: int | None = None,
+    slope: float = 0.2,
+    image_size: int = SIZE,
+    code_size: int = 256,
+) -> Autoencoder:
     """Model 1; ``nf_enc`` / ``nf_dec`` set the encoder's and decoder's widths apart (default ``nf``)."""
-    return ConvAutoencoder(nf_enc or nf, nf_dec or nf, slope)
+    return ConvAutoencoder(nf_enc or nf, nf_dec or nf, slope, code_size, image_size)
 
 
 @register_model("pool", "Model 2, pooling and upsampling", reported_params=83_776, small={"nf": 4})
-def pool(nf: int = 16, slope: float = 0.2) -> Autoencoder:
-    """Model 2; one width ``nf`` (the report's 16 gives a 256-number code)."""
+def pool(nf: int = 16, slope: float = 0.2, image_size: int = SIZE, code_size: int | None = None) -> Autoencoder:
+    """Model 2; one width ``nf``, whose code is 16·nf numbers (the report's 16 gives 256), at 128×128 only."""
+    if image_size != SIZE:
+        raise ValueError(
+            f"model 'pool' is the report's Model 2, defined for {SIZE}×{SIZE} images (three conv + pool stages "
+            f"to a 2×2 code), not {image_size}×{image_size}; use model conv for other sizes"
+        )
+    if code_size not in (None, 16 * nf):
+        raise ValueError(f"model 'pool' has a code of 16·nf numbers ({16 * nf} at nf {nf}); set nf = code_size / 16")
     return PoolAutoencoder(nf, slope)
 
 

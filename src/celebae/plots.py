@@ -116,3 +116,27 @@ def plot_code_map(xy: np.ndarray, errors: np.ndarray, explained: Sequence[float]
     ax.set_ylabel(f"code PC 2 ({explained[1]:.0%} of variance)")
     ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_rate_distortion(
+    curves: dict[str, list[tuple[float, float, float]]], path: str | Path, title: str | None = None
+) -> Path:
+    """PSNR and SSIM against bytes per image (log scale), one line per method: ``curves`` maps a method to
+    its (bytes, PSNR, SSIM) points."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), dpi=120)
+    for method, points in curves.items():
+        nbytes, psnr, ssim = (np.array(v, float) for v in zip(*points, strict=True))
+        style = "--" if "8-bit" in method or "4-bit" in method or "16" in method else "-"
+        for ax, y in zip(axes, (psnr, ssim), strict=True):
+            ax.plot(nbytes, y, style, marker="o", markersize=3, linewidth=1.3, label=method)
+    for ax, ylabel in zip(axes, ("PSNR (dB, 0–255 images)", "SSIM"), strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("bytes per image")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -19,7 +19,7 @@ from .data.images import CROPS
 from .device import PRECISIONS
 from .errors import CelebaeError
 from .losses import LOSSES
-from .models import MODELS, model_spec
+from .models import IMAGE_SIZES, MODELS, SIZE, model_spec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,7 +28,7 @@ else:  # pragma: no cover
 
 # Model arguments that are settings of their own (the report's studies vary them); a model's other
 # arguments go in ``model_args``. Each is passed only to a model whose builder takes it.
-MODEL_FIELDS = ("nf", "nf_enc", "nf_dec", "slope")
+MODEL_FIELDS = ("nf", "nf_enc", "nf_dec", "slope", "image_size", "code_size")
 # Settings a resumed run may change; the rest define the run and must match what it started with.
 RESUMABLE = frozenset(
     {"epochs", "device", "log_every", "out", "cache_dir", "compile", "grid_images", "checkpoint_minutes"}
@@ -41,7 +41,7 @@ def _models_help() -> str:
 
 def _defaults_help(argument: str) -> str:
     return ", ".join(
-        f"{spec.defaults[argument]} for {name}" for name, spec in MODELS.items() if argument in spec.defaults
+        f"{spec.defaults[argument]} for {name}" for name, spec in MODELS.items() if spec.defaults.get(argument)
     )
 
 
@@ -74,6 +74,10 @@ class Settings:
     slope: float | None = _f(
         None, f"LeakyReLU slope (default {_defaults_help('slope')}); 1.0 reproduces the authors' code (linear)"
     )
+    image_size: int | None = _f(
+        None, f"image side S, a power of two from {IMAGE_SIZES[0]} to {IMAGE_SIZES[-1]} (default {SIZE})"
+    )
+    code_size: int | None = _f(None, f"numbers in the code (default {_defaults_help('code_size')})")
     model_args: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "any other argument of the model, as NAME=VALUE (repeatable); TOML: a [model_args] table"},
@@ -106,10 +110,18 @@ class Settings:
         return self.model_kwargs().get("nf", model_spec(self.model).defaults.get("nf"))
 
     @property
+    def size(self) -> int:
+        """The side of the images, in pixels."""
+        return self.image_size or SIZE
+
+    @property
     def label(self) -> str:
         """Short name of the run, as in the report's figures: ``conv bs=32 nf=16``."""
         nf = f"{self.nf_enc or self.width}/{self.nf_dec or self.width}" if self.nf_enc or self.nf_dec else self.width
-        extra = "".join(f" {k}={v}" for k, v in self.model_args.items())
+        extra = (f" size={self.image_size}" if self.size != SIZE else "") + (
+            f" code={self.code_size}" if self.code_size else ""
+        )
+        extra += "".join(f" {k}={v}" for k, v in self.model_args.items())
         loss = f" loss={self.loss}" if self.loss != "mse" else ""
         return f"{self.model} bs={self.batch_size} nf={nf}{extra}{loss}"
 
@@ -132,6 +144,7 @@ class Settings:
             self.cache_dir,
             self.strict_images,
             self.follow_links,
+            self.size,
         )
 
     def validate(self) -> None:
@@ -140,6 +153,10 @@ class Settings:
                 raise CelebaeError(message)
 
         need(isinstance(self.model_args, dict), f"model_args must be a table of NAME = VALUE, got {self.model_args!r}")
+        need(
+            self.image_size in (None, *IMAGE_SIZES),
+            f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}",
+        )
         model_spec(self.model).check(self.model_kwargs())
         need(self.loss in LOSSES, f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         need(self.crop in CROPS, f"unknown crop {self.crop!r}; choose one of {', '.join(CROPS)}")

@@ -113,8 +113,8 @@ def train(settings: Settings, resume: bool = False, progress: bool = True, overw
         settings = settings.replace(out=str(run.path), precision=precision, channels_last=channels_last)
         run.check_start(settings, resume, overwrite)
         torch.manual_seed(settings.seed)
+        net = build_network(settings, device, procs)  # first: a model that cannot be built fails before data work
         data = load_data(settings, device, procs, progress)
-        net = build_network(settings, device, procs)
         pos = restore(run, net, procs) if resume else Position()
         trainer = Trainer(run, settings, device, procs, data, net, pos, started, progress)
         with trainer, _StopFlag() as stop:
@@ -411,6 +411,7 @@ def summarise(trainer: Trainer, test: dict[str, float]) -> dict[str, Any]:
         "params": count_parameters(model),
         "params_encoder": count_parameters(model.encoder),
         "params_decoder": count_parameters(model.decoder),
+        "image_size": model.image_shape[-1],
         "code_size": model.code_size,
         "compression": compression(model.code_size, math.prod(model.image_shape)),
         "steps": pos.step,

@@ -23,6 +23,7 @@ class DataSpec:
     cache_dir: str | None = None
     strict_images: bool = False
     follow_links: bool = False
+    size: int = 128  # images are size×size
 
     def open(self) -> Source:
         return open_source(self.data, self.synthetic_size, self.split_seed, self.follow_links)
@@ -38,6 +39,7 @@ def load_split(spec: DataSpec, split: str, progress: bool = True, source: Source
         spec.cache_dir,
         strict=spec.strict_images,
         progress=progress,
+        size=spec.size,
     )
 
 

@@ -1,4 +1,4 @@
-"""Decode a split once into a uint8 N×3×128×128 ``.npy`` (memory-mappable) plus a JSON manifest.
+"""Decode a split once into a uint8 N×3×S×S ``.npy`` (S = 128 by default) (memory-mappable) plus a JSON manifest.
 
 The cache key covers the source (kind, folder, item list, each file's size and
 modification time), the crop recipe and the cache format, so a prepared split
@@ -39,7 +39,7 @@ _CHUNK = 64  # images per worker task
 
 @dataclass
 class PreparedSplit:
-    images: np.ndarray  # uint8 N×3×SIZE×SIZE, memory-mapped from ``path``
+    images: np.ndarray  # uint8 N×3×S×S, memory-mapped from ``path``
     files: list[str]  # item names, in row order
     path: Path
     manifest: dict
@@ -56,14 +56,14 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _fingerprint(source: Source, items: list[str], crop: str) -> str:
+def _fingerprint(source: Source, items: list[str], crop: str, size: int) -> str:
     h = hashlib.sha256()
     head = {
         "format": CACHE_FORMAT,
         "kind": source.kind,
         "seed": source.seed,
         "crop": crop,
-        "size": SIZE,
+        "size": size,
         "root": str(source.root.resolve()) if source.root else None,
     }
     h.update(json.dumps(head, sort_keys=True).encode())
@@ -80,15 +80,15 @@ def _fingerprint(source: Source, items: list[str], crop: str) -> str:
 
 def _decode_chunk(task: tuple) -> list[tuple[int, str | None, bool]]:
     """Worker: decode items into rows of the shared memory-mapped array; report failures, don't raise."""
-    out_path, start, items, kind, root, seed, crop = task
+    out_path, start, items, kind, root, seed, crop, size = task
     out = np.load(out_path, mmap_mode="r+")
     report = []
     for i, item in enumerate(items, start):
         try:
             if kind == "synthetic":
-                out[i], upscaled = draw_face(int(item), seed), False
+                out[i], upscaled = draw_face(int(item), seed, size), False
             else:
-                out[i], upscaled = load_image(os.path.join(root, item), crop)
+                out[i], upscaled = load_image(os.path.join(root, item), crop, size)
             report.append((i, None, upscaled))
         except BadImage as err:
             report.append((i, str(err), False))
@@ -107,6 +107,7 @@ class _Decoded:
     upscaled: list[str]
     workers: int
     seconds: float
+    size: int
 
 
 def prepare_split(
@@ -118,8 +119,10 @@ def prepare_split(
     workers: int | None = None,
     strict: bool = False,
     progress: bool = True,
+    size: int = SIZE,
 ) -> PreparedSplit:
-    """The ``split`` of ``source`` as a prepared uint8 array, decoding it only if no valid cache exists.
+    """The ``split`` of ``source`` as a prepared uint8 N×3×size×size array, decoding it only if no valid cache
+    exists (the cache is keyed by the source, the crop and the size).
 
     ``limit`` keeps the first N items. Unreadable images are skipped with a warning naming each,
     or raise when ``strict``.
@@ -133,7 +136,7 @@ def prepare_split(
             "use a source with images in every split"
         )
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = _fingerprint(source, items, crop)
+    key = _fingerprint(source, items, crop, size)
     stem = cache / f"{source.kind}-{split}-{len(items)}-{key[:16]}"
     cached = _read_cache(stem, key)
     if cached is not None:
@@ -142,10 +145,10 @@ def prepare_split(
     kept = tmp.with_name(tmp.name.replace(".npy", ".kept.npy"))
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        decoded = _decode(source, split, items, crop, tmp, workers, strict, progress)
+        decoded = _decode(source, split, items, (crop, size), tmp, workers, strict, progress)
         files = _keep_good_rows(tmp, kept, items, decoded, source, split)
         os.replace(kept, stem.with_suffix(".npy"))
-        manifest = _write_manifest(stem, key, source, split, crop, files, decoded)
+        manifest = _write_manifest(stem, key, source, split, (crop, size), files, decoded)
     except OSError as err:
         raise CelebaeError(
             f"cannot write the prepared {split} split at {getattr(err, 'filename', None) or cache}: "
@@ -159,7 +162,7 @@ def prepare_split(
 
 
 def _write_manifest(
-    stem: Path, key: str, source: Source, split: str, crop: str, files: list[str], decoded: _Decoded
+    stem: Path, key: str, source: Source, split: str, recipe: tuple[str, int], files: list[str], decoded: _Decoded
 ) -> dict:
     """``<stem>.json``, written last and atomically: its key makes the array beside it a valid cache."""
     manifest = {
@@ -169,8 +172,8 @@ def _write_manifest(
         "root": str(source.root.resolve()) if source.root else None,
         "seed": source.seed,
         "split": split,
-        "crop": crop,
-        "size": SIZE,
+        "crop": recipe[0],
+        "size": recipe[1],
         "count": len(files),
         "files": files,
         "skipped": [{"file": n, "reason": e} for n, e in decoded.bad],
@@ -204,21 +207,23 @@ def _decode(
     source: Source,
     split: str,
     items: list[str],
-    crop: str,
+    recipe: tuple[str, int],
     out: Path,
     workers: int | None,
     strict: bool,
     progress: bool,
 ) -> _Decoded:
-    """Decode ``items`` into rows of a new memory-mapped array at ``out``, on every core."""
+    """Decode ``items`` with ``recipe`` (crop, size) into rows of a new memory-mapped array at ``out``, on
+    every core."""
     t0 = time.perf_counter()
-    _allocate(out, len(items), split)
+    _allocate(out, len(items), split, recipe[1])
     root = str(source.root) if source.root else ""
     tasks = [
-        (str(out), s, items[s : s + _CHUNK], source.kind, root, source.seed, crop) for s in range(0, len(items), _CHUNK)
+        (str(out), s, items[s : s + _CHUNK], source.kind, root, source.seed, *recipe)
+        for s in range(0, len(items), _CHUNK)
     ]
     workers = max(1, min(workers or available_cores(), len(tasks)))
-    decoded = _Decoded([], [], workers, 0.0)
+    decoded = _Decoded([], [], workers, 0.0, recipe[1])
     bar = tqdm(total=len(items), unit="img", desc=f"prepare {split}", disable=None if progress else True, leave=False)
     try:
         for report in _run_tasks(tasks, workers, split):
@@ -260,12 +265,12 @@ def _run_tasks(tasks: list[tuple], workers: int, split: str):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _allocate(path: Path, count: int, split: str) -> None:
+def _allocate(path: Path, count: int, split: str, size: int) -> None:
     """Create the uint8 array file for ``count`` images with all its blocks reserved on disk: a full disk is
     a clear error here, never a worker killed by SIGBUS while writing into a sparse memory map."""
-    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(count, 3, SIZE, SIZE)).flush()  # sparse
-    need = count * 3 * SIZE * SIZE
-    _need_space(path.parent, need + (1 << 20), f"the {split} split ({count:,} images × 3×{SIZE}×{SIZE} bytes)")
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(count, 3, size, size)).flush()  # sparse
+    need = count * 3 * size * size
+    _need_space(path.parent, need + (1 << 20), f"the {split} split ({count:,} images × 3×{size}×{size} bytes)")
     if hasattr(os, "posix_fallocate"):
         fd = os.open(path, os.O_RDWR)
         try:
@@ -298,9 +303,7 @@ def _keep_good_rows(tmp: Path, npy: Path, items: list[str], decoded: _Decoded, s
         log.warning(
             "%d image(s) smaller than %d px were upscaled to %d×%d (first: %s)",
             len(decoded.upscaled),
-            SIZE,
-            SIZE,
-            SIZE,
+            *(decoded.size,) * 3,
             _where(source, decoded.upscaled[0]),
         )
     if not files:
@@ -310,7 +313,7 @@ def _keep_good_rows(tmp: Path, npy: Path, items: list[str], decoded: _Decoded, s
         return files
     keep = np.array([i for i, item in enumerate(items) if item not in bad_names])
     full = np.load(tmp, mmap_mode="r")
-    _allocate(npy, len(keep), split)
+    _allocate(npy, len(keep), split, decoded.size)
     kept = np.load(npy, mmap_mode="r+")
     for s in range(0, len(keep), 1024):
         kept[s : s + 1024] = full[keep[s : s + 1024]]

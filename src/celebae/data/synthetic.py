@@ -27,8 +27,11 @@ def _jitter(rng: np.random.Generator, colour: np.ndarray, amount: float) -> tupl
     return tuple(int(v) for v in np.clip(c, 0, 255))
 
 
-def draw_face(index: int, seed: int = 0) -> np.ndarray:
-    """Face number ``index`` of the set ``seed`` as uint8 3×128×128."""
+def draw_face(index: int, seed: int = 0, size: int = SIZE) -> np.ndarray:
+    """Face number ``index`` of the set ``seed`` as uint8 3×size×size (drawn at 128, then resized)."""
+    if size != SIZE:
+        face = Image.fromarray(draw_face(index, seed).transpose(1, 2, 0)).resize((size, size), Image.BICUBIC)
+        return np.ascontiguousarray(np.asarray(face).transpose(2, 0, 1))
     rng = np.random.default_rng([seed, index])
     s = SIZE * _SS
     top, bottom = rng.uniform(40, 230, 3), rng.uniform(20, 200, 3)

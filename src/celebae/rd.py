@@ -1,0 +1,171 @@
+"""``celebae rd``: the rate–distortion picture. Quality (PSNR on 0–255 images, SSIM) against bytes per image
+for the autoencoders' codes, PCA and real image codecs, on the same images.
+
+- each run's code stored at float32, float16, 8 and 4 bits per number (per-dimension ranges fitted on
+  training codes): four points per run, and runs with different code sizes make a curve;
+- PCA fitted on the training split, keeping k ∈ {16, …, 1024} coefficients at float32 and at 8 bits;
+- JPEG, WebP and (where this Pillow has it) AVIF at the byte budgets of those points, the quality picked
+  per image as the highest whose file fits; a budget that even the lowest quality misses for some image
+  is reported as such, without a point.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, features
+
+from .baselines import fit_pca, project
+from .codes import RANGE_FIT_IMAGES, CodeQuantiser
+from .data import load_split
+from .errors import CelebaeError
+from .latent import split_images
+from .metrics import reconstruction_quality
+from .plots import plot_rate_distortion
+from .runs import TrainedRun, load
+
+PCA_COMPONENTS = (16, 32, 64, 128, 256, 512, 1024)
+CODE_BITS = (("float32", 32), ("float16", 16), ("8-bit", 8), ("4-bit", 4))
+CODECS = {"JPEG": ("JPEG", 1, 95), "WebP": ("WEBP", 0, 100), "AVIF": ("AVIF", 0, 100)}  # format, quality range
+CSV_FIELDS = ["method", "config", "bytes", "max_bytes", "psnr", "ssim", "mse", "note"]
+
+
+def _row(method: str, config: str, nbytes: float, x: np.ndarray, decoded: torch.Tensor | np.ndarray) -> dict:
+    scores = reconstruction_quality(x, decoded)
+    return {"method": method, "config": config, "bytes": nbytes, **{k: float(np.mean(v)) for k, v in scores.items()}}
+
+
+def model_rows(trained: TrainedRun, x: np.ndarray, train: np.ndarray) -> list[dict]:
+    """One run's code at each precision of ``CODE_BITS``."""
+    codes = trained.encode_batches(x)
+    train_codes = trained.encode_batches(np.asarray(train[:RANGE_FIT_IMAGES]))
+    k, rows = trained.model.code_size, []
+    for name, bits in CODE_BITS:
+        if bits == 32:
+            stored = codes
+        elif bits == 16:
+            stored = codes.half().float()
+        else:
+            stored = CodeQuantiser(train_codes, bits).round_trip(codes)
+        method = f"{trained.settings.model} code ({name})"
+        rows.append(_row(method, f"{k} numbers, {trained.path.name}", k * bits / 8, x, trained.decode_batches(stored)))
+    return rows
+
+
+def pca_rows(x: np.ndarray, train: np.ndarray) -> list[dict]:
+    """PCA with k coefficients, k in ``PCA_COMPONENTS`` up to the training images' count, float32 and 8-bit."""
+    ks = [k for k in PCA_COMPONENTS if k <= len(train)]
+    mean, basis = fit_pca(train, max(ks))
+    all_coeffs = project(x, mean, basis)
+    train_coeffs = project(np.asarray(train[:RANGE_FIT_IMAGES]), mean, basis)
+    rows = []
+    for k in ks:
+        coeffs = all_coeffs[:, :k]  # principal components are nested: the first k of the fit
+        quantiser = CodeQuantiser(train_coeffs[:, :k], 8)
+        for name, stored, nbytes in (("float32", coeffs, 4 * k), ("8-bit", quantiser.round_trip(coeffs), k)):
+            decoded = (stored @ basis[:k] + mean).reshape(x.shape).clamp(-1, 1)
+            rows.append(_row(f"PCA ({name})", f"{k} components", nbytes, x, decoded))
+    return rows
+
+
+def _encoder(fmt: str) -> Callable[[np.ndarray, int], bytes]:
+    def encode(image: np.ndarray, q: int) -> bytes:
+        buf = io.BytesIO()
+        options = {"optimize": True} if fmt == "JPEG" else {"method": 4} if fmt == "WEBP" else {"speed": 6}
+        Image.fromarray(image.transpose(1, 2, 0)).save(buf, fmt, quality=q, **options)
+        return buf.getvalue()
+
+    return encode
+
+
+def codec_at_budget(images: np.ndarray, budget: int, codec: str, cache: dict) -> tuple[np.ndarray | None, np.ndarray]:
+    """(decoded uint8 images, file sizes) at the highest quality per image whose file fits ``budget`` bytes;
+    (None, smallest sizes) when even the lowest quality misses for some image. ``cache`` keeps the files
+    encoded so far, by (image, quality), for the next budget."""
+    fmt, low_q, high_q = CODECS[codec]
+    encode = _encoder(fmt)
+
+    def file(i: int, q: int) -> bytes:
+        if (i, q) not in cache:
+            cache[i, q] = encode(images[i], q)
+        return cache[i, q]
+
+    decoded, sizes = [], []
+    for i in range(len(images)):
+        lo, hi, best = low_q, high_q, None
+        while lo <= hi:  # file size grows with quality: binary search for the largest that fits
+            q = (lo + hi) // 2
+            if len(file(i, q)) <= budget:
+                best, lo = file(i, q), q + 1
+            else:
+                hi = q - 1
+        if best is None:
+            return None, np.array([len(file(j, low_q)) for j in range(len(images))])
+        decoded.append(np.asarray(Image.open(io.BytesIO(best)).convert("RGB")).transpose(2, 0, 1))
+        sizes.append(len(best))
+    return np.stack(decoded), np.array(sizes)
+
+
+def available_codecs() -> list[str]:
+    return [c for c in CODECS if c != "AVIF" or features.check("avif")]
+
+
+def codec_rows(x: np.ndarray, budgets: list[int]) -> list[dict]:
+    rows = []
+    for codec in available_codecs():
+        cache: dict = {}
+        for budget in budgets:
+            decoded, sizes = codec_at_budget(x, budget, codec, cache)
+            if decoded is None:
+                note = f"even the lowest quality takes {int(sizes.min())}–{int(sizes.max())} bytes"
+                rows.append({"method": codec, "config": f"≤ {budget} bytes", "bytes": None, "note": note})
+            else:
+                row = _row(codec, f"≤ {budget} bytes", float(sizes.mean()), x, decoded)
+                rows.append({**row, "max_bytes": int(sizes.max())})
+    return rows
+
+
+def rate_distortion(
+    runs: list[str | Path],
+    out_dir: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    device: str = "auto",
+) -> tuple[Path, Path]:
+    """Write ``rd.csv`` (every point) and ``rd.png`` (PSNR and SSIM against bytes, log scale) to ``out_dir``."""
+    trained = [load(r, device=device) for r in runs]
+    shapes = {(t.model.image_shape, t.settings.crop) for t in trained}
+    if len(shapes) > 1:
+        raise CelebaeError("rd compares runs on the same images: give runs of one image size and crop")
+    images = split_images(trained[0], data, split, limit)
+    spec = trained[0].settings.replace(data=data or trained[0].settings.data).data_spec()
+    train = load_split(spec, "train", progress=False).images
+    rows = [row for t in trained for row in model_rows(t, images.pixels, train)]
+    rows += pca_rows(images.pixels, train)
+    budgets = sorted({int(math.ceil(r["bytes"])) for r in rows})
+    rows += codec_rows(images.pixels, budgets)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "rd.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    title = f"{len(images.files):,} {split} images of {spec.data} at {spec.size}×{spec.size}"
+    return out_dir / "rd.csv", plot_rate_distortion(_curves(rows), out_dir / "rd.png", title)
+
+
+def _curves(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float, float]]]:
+    """method → (bytes, PSNR, SSIM) points sorted by bytes."""
+    curves: dict[str, list[tuple[float, float, float]]] = {}
+    for r in rows:
+        if r.get("bytes") is not None:
+            curves.setdefault(r["method"], []).append((r["bytes"], r["psnr"], r["ssim"]))
+    return {m: sorted(points) for m, points in curves.items()}
