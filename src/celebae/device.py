@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -91,6 +92,28 @@ def resolve_precision(precision: str, channels_last: bool | None, device: torch.
     if channels_last is None:
         channels_last = default_channels_last(device, precision)
     return precision, channels_last
+
+
+@contextlib.contextmanager
+def backends(device: torch.device, deterministic: bool, cudnn_benchmark: bool | None) -> Iterator[None]:
+    """PyTorch's global kernel choices for one run, put back after it.
+
+    ``deterministic``: bitwise-repeatable kernels (cuBLAS workspace fixed, cuDNN without autotuning), so a
+    resumed CUDA run equals an uninterrupted one bit for bit; slower. Otherwise cuDNN times its convolution
+    algorithms on CUDA (``cudnn_benchmark``, default on: the shapes never change within a run)."""
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    saved_det = torch.backends.cudnn.deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS first starts
+        torch.use_deterministic_algorithms(True, warn_only=True)  # ops without a deterministic kernel warn
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True if cudnn_benchmark is None else cudnn_benchmark
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[1], saved_det
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -116,6 +116,9 @@ def plot_runs(
         if len(ys) > 1:
             low, high = (ys.min(0), ys.max(0)) if len(ys) <= 3 else (ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0))
             bands[p.label] = (low, high)
+    if bands and title:
+        few = all(len(p.runs) <= 3 for p in points)
+        title += f" (mean over seeds; band: {'min–max' if few else '±1 sd'})"
     xlabel = {"epoch": "epoch", "step": "optimiser step", "images": "training images seen"}[x]
     ylabel = "validation loss" if metric == "val" else "training loss"
     return plot_losses(curves, path, xlabel=xlabel, ylabel=ylabel, title=title, smooth=smooth, bands=bands)
@@ -161,6 +164,7 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
     if (sweep_dir / "sweep.json").exists():
         failed = [p for p in json.loads((sweep_dir / "sweep.json").read_text())["points"] if p["status"] == "failed"]
     s0, seeds = points[0].summary, sorted({len(p.runs) for p in points})
+    overrides = ", ".join(f"{k} = {v}" for k, v in study.get("overrides", {}).items() if k != "data")
     text = [
         f"# {study.get('name', sweep_dir.name)}: {study.get('description', '')}".rstrip(": "),
         "",
@@ -168,7 +172,8 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
         f"({s0['splits']['train']:,} training, {s0['splits']['val']:,} validation, {s0['splits']['test']:,} test "
         f"images), on {s0['device']} with {s0['precision']}; {'/'.join(map(str, seeds))} seed(s) per point. "
         "The report trained on all of CelebA (162,770 training images): at a smaller scale the same "
-        "comparisons can come out differently, so read each verdict with the sizes above.",
+        "comparisons can come out differently, so read each verdict with the sizes above."
+        + (f" Settings given on the command line for every run: {overrides}." if overrides else ""),
         "",
         (sweep_dir / "results.md").read_text().strip(),
         "",

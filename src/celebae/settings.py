@@ -31,7 +31,17 @@ else:  # pragma: no cover
 MODEL_FIELDS = ("nf", "nf_enc", "nf_dec", "slope", "image_size", "code_size")
 # Settings a resumed run may change; the rest define the run and must match what it started with.
 RESUMABLE = frozenset(
-    {"epochs", "device", "log_every", "out", "cache_dir", "compile", "grid_images", "checkpoint_minutes"}
+    {
+        "epochs",
+        "device",
+        "log_every",
+        "out",
+        "cache_dir",
+        "compile",
+        "cudnn_benchmark",
+        "grid_images",
+        "checkpoint_minutes",
+    }
 )
 
 
@@ -96,6 +106,8 @@ class Settings:
     channels_last: bool | None = _f(None, "NHWC memory layout; default on with bf16 or a GPU")
     sync_batchnorm: bool = _f(False, "multi-GPU: BatchNorm statistics over the global batch, as on one GPU")
     compile: bool = _f(False, "torch.compile the model")
+    cudnn_benchmark: bool | None = _f(None, "CUDA: let cuDNN time its convolution algorithms (default on)")
+    deterministic: bool = _f(False, "bitwise-repeatable CUDA runs (deterministic kernels; slower)")
     log_every: int = _f(10, "steps between writes of metrics (every step's loss is written)")
     checkpoint_minutes: float = _f(10.0, "also save mid-epoch this often (epochs always end with a save)")
     grid_images: int = _f(8, "test images in reconstructions.png")

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from .codes import compression
 from .data import Batches, PreparedSplit, load_split, place, to_uint8, to_unit_range
-from .device import adam, autocast, resolve_device, resolve_precision, tune_allocator
+from .device import adam, autocast, backends, resolve_device, resolve_precision, tune_allocator
 from .distributed import Processes, start_processes
 from .errors import CelebaeError
 from .losses import Loss, get_loss
@@ -117,7 +117,7 @@ def train(settings: Settings, resume: bool = False, progress: bool = True, overw
         data = load_data(settings, device, procs, progress)
         pos = restore(run, net, procs) if resume else Position()
         trainer = Trainer(run, settings, device, procs, data, net, pos, started, progress)
-        with trainer, _StopFlag() as stop:
+        with trainer, _StopFlag() as stop, backends(device, settings.deterministic, settings.cudnn_benchmark):
             while pos.epoch < settings.epochs:
                 trainer.run_epoch(stop)
                 trainer.end_epoch()

@@ -29,9 +29,14 @@ def _jitter(rng: np.random.Generator, colour: np.ndarray, amount: float) -> tupl
 
 def draw_face(index: int, seed: int = 0, size: int = SIZE) -> np.ndarray:
     """Face number ``index`` of the set ``seed`` as uint8 3×size×size (drawn at 128, then resized)."""
-    if size != SIZE:
-        face = Image.fromarray(draw_face(index, seed).transpose(1, 2, 0)).resize((size, size), Image.BICUBIC)
-        return np.ascontiguousarray(np.asarray(face).transpose(2, 0, 1))
+    face = _draw(index, seed)
+    if size == SIZE:
+        return face
+    resized = Image.fromarray(face.transpose(1, 2, 0)).resize((size, size), Image.BICUBIC)
+    return np.ascontiguousarray(np.asarray(resized).transpose(2, 0, 1))
+
+
+def _draw(index: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng([seed, index])
     s = SIZE * _SS
     top, bottom = rng.uniform(40, 230, 3), rng.uniform(20, 200, 3)
