@@ -158,7 +158,7 @@ def rate_distortion(
         writer = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    title = f"{len(images.files):,} {split} images of {spec.data} at {spec.size}×{spec.size}"
+    title = f"{len(images.files):,} {split} images of {Path(spec.data).name} at {spec.size}×{spec.size}"
     return out_dir / "rd.csv", plot_rate_distortion(_curves(rows), out_dir / "rd.png", title)
 
 
