@@ -38,7 +38,9 @@ RESUMABLE = frozenset(
         "out",
         "cache_dir",
         "compile",
+        "compile_mode",
         "cudnn_benchmark",
+        "data_on_device",
         "grid_images",
         "checkpoint_minutes",
     }
@@ -106,6 +108,11 @@ class Settings:
     channels_last: bool | None = _f(None, "NHWC memory layout; default on with bf16 or a GPU")
     sync_batchnorm: bool = _f(False, "multi-GPU: BatchNorm statistics over the global batch, as on one GPU")
     compile: bool = _f(False, "torch.compile the model")
+    compile_mode: str = _f("default", "with --compile: default, reduce-overhead (CUDA graphs) or max-autotune")
+    data_on_device: bool | None = _f(
+        None,
+        "CUDA: hold each split on the GPU (default: when it fits in half the free memory; else pinned host memory)",
+    )
     cudnn_benchmark: bool | None = _f(None, "CUDA: let cuDNN time its convolution algorithms (default on)")
     deterministic: bool = _f(False, "bitwise-repeatable CUDA runs (deterministic kernels; slower)")
     log_every: int = _f(10, "steps between writes of metrics (every step's loss is written)")
@@ -176,6 +183,8 @@ class Settings:
             self.precision in PRECISIONS,
             f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
         )
+        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        need(self.compile_mode in modes, f"compile_mode must be one of {', '.join(modes)}, got {self.compile_mode!r}")
         for name in ("epochs", "batch_size", "log_every", "synthetic_size"):
             need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
         need(self.batch_size >= 2, f"batch_size must be at least 2 (BatchNorm needs two images), got {self.batch_size}")

@@ -144,7 +144,7 @@ def load_data(settings: Settings, device: torch.device, procs: Processes, progre
 
     def batches(split: str, size: int, shuffle: bool) -> Batches:
         return Batches(
-            place(prepared[split].images, device),
+            place(prepared[split].images, device, settings.data_on_device),
             size,
             device,
             shuffle=shuffle,
@@ -180,7 +180,7 @@ def build_network(settings: Settings, device: torch.device, procs: Processes) ->
         ids = [device] if device.type == "cuda" else None
         forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if settings.compile:
-        forward = torch.compile(forward)
+        forward = torch.compile(forward, mode=settings.compile_mode)
     return Network(model, forward, optimizer)
 
 

@@ -23,15 +23,15 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round_().to(torch.uint8)
 
 
-def place(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Copy a prepared split into memory where batches are cut from: the GPU when it fits in half
-    its free memory, else pinned host memory (so batch copies overlap compute)."""
+def place(images: np.ndarray, device: torch.device, on_device: bool | None = None) -> torch.Tensor:
+    """Copy a prepared split into memory where batches are cut from: on a GPU, the GPU itself
+    (``on_device``; by default when the split fits in half its free memory), else pinned host memory
+    (so batch copies overlap compute)."""
     host = torch.from_numpy(np.array(images))  # a private, writable copy (memmaps are read-only)
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if host.numel() < free // 2:
-            return host.to(device)
-        return host.pin_memory()
+        if on_device is None:
+            on_device = host.numel() < torch.cuda.mem_get_info(device)[0] // 2
+        return host.to(device) if on_device else host.pin_memory()
     return host if device.type == "cpu" else host.to(device)
 
 
