@@ -5,14 +5,16 @@ On the device machine (torch 2.11, Python 3.12, no network), from the repository
 of celebae's pure-Python dependencies; carry them as wheels (here, once):
 
     echo /.whl/ >> .git/info/exclude
-    python3 -m pip download --no-deps --only-binary=:all: -d .whl tensorboardX==2.6.2.2 pytorch-msssim==1.0.0
+    python3 -m pip download --no-deps --only-binary=:all: -d .whl tensorboardX==2.6.5 pytorch-msssim==1.0.0
 
 then one `run` with carry [".whl"] and timeout_s 540:
 
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
       && PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py --out $OUT/gpu.md
 
-celebae itself is imported from ``src`` (no install, no network). ``--cpu-dry-run`` runs every step at toy
+(the rest of what celebae needs is in the image: numpy, Pillow, safetensors, tqdm, matplotlib, protobuf,
+scikit-image, onnx, onnxscript, onnxruntime, pytest). celebae itself is imported from ``src`` (no install,
+no network). ``--cpu-dry-run`` runs every step at toy
 size on the CPU in well under two minutes; ``tests/test_gpu_check.py`` runs it, so the script is known to
 work before a GPU is lent. Budget on one H100/H200: under 8 minutes of wall time (each timing is capped).
 """
