@@ -71,7 +71,8 @@ class Point:
         has no such record."""
         if footing == "epochs":
             rows = [r.test_errors() for r in self.runs]
-            where = f"after {self.summary['epochs']} epochs, test images"
+            epochs = self.summary["epochs"]
+            where = f"after {epochs} epoch{'s' if epochs != 1 else ''}, test images"
         else:
             epochs = [self._last_epoch_within(r, footing, budget) for r in self.runs]
             if None in epochs:
