@@ -50,7 +50,7 @@ def add_settings_arguments(
             )
         elif kind is dict:  # model_args: --model-arg NAME=VALUE, repeatable
             group.add_argument(
-                flag.removesuffix("s"), dest=f.name, action="append", type=_name_value, metavar="NAME=VALUE",
+                "--model-arg", dest=f.name, action="append", type=_name_value, metavar="NAME=VALUE",
                 help=f.metadata["help"],
             )  # fmt: skip
         else:

@@ -87,9 +87,8 @@ def evaluate(
     if unknown:
         raise CelebaeError(f"unknown baseline(s) {', '.join(sorted(unknown))}; choose from {', '.join(BASELINES)}")
     trained = load(run, checkpoint=checkpoint, device=device)
-    spec = trained.settings.data_spec()
-    prepared = load_split(spec if data is None else trained.settings.replace(data=data).data_spec(), split)
-    train_images = load_split(spec, "train", progress=False).images
+    prepared = load_split(trained.settings.data_spec(data), split)
+    train_images = load_split(trained.settings.data_spec(), "train", progress=False).images
     table = _Table(np.asarray(prepared.images))
     scores = _model_rows(table, trained, train_images, batch_size)
     _baseline_rows(table, baselines, train_images, trained.model.code_size)

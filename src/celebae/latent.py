@@ -32,8 +32,7 @@ def split_images(trained: TrainedRun, data: str | None = None, split: str = "tes
     """A split (or ``all``) of ``data`` (default: the run's own), prepared with the run's crop."""
     if split not in (*SPLITS, "all"):
         raise CelebaeError(f"split must be train, val, test or all, got {split!r}")
-    spec = trained.settings.replace(data=data or trained.settings.data).data_spec()
-    spec = replace(spec, limits=dict.fromkeys(SPLITS, limit))
+    spec = replace(trained.settings.data_spec(data), limits=dict.fromkeys(SPLITS, limit))
     source = spec.open()
     parts = [load_split(spec, s, source=source) for s in (SPLITS if split == "all" else (split,)) if source.splits[s]]
     if not parts:

@@ -12,17 +12,15 @@ for the autoencoders' codes, PCA and real image codecs, on the same images.
 from __future__ import annotations
 
 import csv
-import io
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, features
+from PIL import features
 
-from .baselines import fit_pca, project
+from .baselines import CODECS, codec_at_budget, fit_pca, project
 from .codes import RANGE_FIT_IMAGES, CodeQuantiser
 from .data import load_split
 from .errors import CelebaeError
@@ -33,7 +31,6 @@ from .runs import TrainedRun, load
 
 PCA_COMPONENTS = (16, 32, 64, 128, 256, 512, 1024)
 CODE_BITS = (("float32", 32), ("float16", 16), ("8-bit", 8), ("4-bit", 4))
-CODECS = {"JPEG": ("JPEG", 1, 95), "WebP": ("WEBP", 0, 100), "AVIF": ("AVIF", 0, 100)}  # format, quality range
 CSV_FIELDS = ["method", "config", "bytes", "max_bytes", "psnr", "ssim", "mse", "note"]
 
 
@@ -75,44 +72,6 @@ def pca_rows(x: np.ndarray, train: np.ndarray) -> list[dict]:
     return rows
 
 
-def _encoder(fmt: str) -> Callable[[np.ndarray, int], bytes]:
-    def encode(image: np.ndarray, q: int) -> bytes:
-        buf = io.BytesIO()
-        options = {"optimize": True} if fmt == "JPEG" else {"method": 4} if fmt == "WEBP" else {"speed": 6}
-        Image.fromarray(image.transpose(1, 2, 0)).save(buf, fmt, quality=q, **options)
-        return buf.getvalue()
-
-    return encode
-
-
-def codec_at_budget(images: np.ndarray, budget: int, codec: str, cache: dict) -> tuple[np.ndarray | None, np.ndarray]:
-    """(decoded uint8 images, file sizes) at the highest quality per image whose file fits ``budget`` bytes;
-    (None, smallest sizes) when even the lowest quality misses for some image. ``cache`` keeps the files
-    encoded so far, by (image, quality), for the next budget."""
-    fmt, low_q, high_q = CODECS[codec]
-    encode = _encoder(fmt)
-
-    def file(i: int, q: int) -> bytes:
-        if (i, q) not in cache:
-            cache[i, q] = encode(images[i], q)
-        return cache[i, q]
-
-    decoded, sizes = [], []
-    for i in range(len(images)):
-        lo, hi, best = low_q, high_q, None
-        while lo <= hi:  # file size grows with quality: binary search for the largest that fits
-            q = (lo + hi) // 2
-            if len(file(i, q)) <= budget:
-                best, lo = file(i, q), q + 1
-            else:
-                hi = q - 1
-        if best is None:
-            return None, np.array([len(file(j, low_q)) for j in range(len(images))])
-        decoded.append(np.asarray(Image.open(io.BytesIO(best)).convert("RGB")).transpose(2, 0, 1))
-        sizes.append(len(best))
-    return np.stack(decoded), np.array(sizes)
-
-
 def available_codecs() -> list[str]:
     return [c for c in CODECS if c != "AVIF" or features.check("avif")]
 
@@ -146,7 +105,7 @@ def rate_distortion(
     if len(shapes) > 1:
         raise CelebaeError("rd compares runs on the same images: give runs of one image size and crop")
     images = split_images(trained[0], data, split, limit)
-    spec = trained[0].settings.replace(data=data or trained[0].settings.data).data_spec()
+    spec = trained[0].settings.data_spec(data)
     train = load_split(spec, "train", progress=False).images
     rows = [row for t in trained for row in model_rows(t, images.pixels, train)]
     rows += pca_rows(images.pixels, train)

@@ -258,11 +258,6 @@ class RunDir:
     def steps(self) -> list[dict[str, Any]]:
         return [r for r in self.metrics if r["kind"] == "step"]
 
-    def val_at_step(self, step: float) -> tuple[int, float] | None:
-        """(epoch, validation loss) of the last epoch that ended at or before optimiser step ``step``."""
-        rows = [r for r in self.epochs if r["step"] <= step]
-        return (int(rows[-1]["epoch"]), rows[-1]["val_loss"]) if rows else None
-
 
 def _read_only(path: Path) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)

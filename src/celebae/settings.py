@@ -152,10 +152,11 @@ class Settings:
             raise CelebaeError(f"{', '.join(both)} given both as a setting and in model_args; give it once")
         return {**kwargs, **self.model_args}
 
-    def data_spec(self) -> DataSpec:
-        """What the data part of these settings names (source, crop, limits, cache)."""
+    def data_spec(self, data: str | None = None) -> DataSpec:
+        """What the data part of these settings names (source, crop, size, limits, cache); ``data`` reads
+        another source the same way (how a trained run's tools score other images)."""
         return DataSpec(
-            self.data,
+            data or self.data,
             self.synthetic_size,
             self.split_seed,
             self.crop,
