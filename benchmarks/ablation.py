@@ -19,10 +19,17 @@ from collections.abc import Callable
 import torch
 from throughput import BATCH, MSE, authors_model
 
-from celebae.device import adam, default_channels_last, default_precision, resolve_device, synchronize, tune_allocator
-from celebae.measure import training_flops_per_image
 from celebae.models import build_model
-from celebae.training import train_step
+from celebae.training.device import (
+    adam,
+    default_channels_last,
+    default_precision,
+    resolve_device,
+    synchronize,
+    tune_allocator,
+)
+from celebae.training.flops import training_flops_per_image
+from celebae.training.loop import train_step
 
 
 def make_step(name: str, nf: int, device: torch.device, change: str) -> Callable[[], None]:

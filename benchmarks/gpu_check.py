@@ -41,13 +41,13 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
 from throughput import Timer, time_baseline, time_celebae  # noqa: E402
 
 from celebae.data import Batches, draw_face, open_source, place, prepare_split  # noqa: E402
-from celebae.device import backends, resolve_precision, synchronize  # noqa: E402
-from celebae.distributed import Processes  # noqa: E402
-from celebae.losses import get_loss  # noqa: E402
-from celebae.measure import matmul_peak_flops, training_flops_per_image  # noqa: E402
-from celebae.settings import Settings  # noqa: E402
-from celebae.sweep import expand, load_study  # noqa: E402
-from celebae.training import build_network, train_step  # noqa: E402
+from celebae.quality.losses import get_loss  # noqa: E402
+from celebae.studies.sweep import expand, load_study  # noqa: E402
+from celebae.training.device import backends, resolve_precision, synchronize  # noqa: E402
+from celebae.training.distributed import Processes  # noqa: E402
+from celebae.training.flops import matmul_peak_flops, training_flops_per_image  # noqa: E402
+from celebae.training.loop import build_network, train_step  # noqa: E402
+from celebae.training.settings import Settings  # noqa: E402
 
 CELEBA_TRAIN = 162_770
 STUDIES = ("exp1", "exp2", "exp3")

@@ -36,11 +36,18 @@ from torch import nn
 
 from celebae.data import Batches, open_source, place, prepare_split
 from celebae.data.prepare import available_cores
-from celebae.device import adam, default_channels_last, default_precision, resolve_device, synchronize, tune_allocator
-from celebae.losses import get_loss
-from celebae.measure import matmul_peak_flops, training_flops_per_image
 from celebae.models import CodeConv2d, CodeConvTranspose2d, build_model
-from celebae.training import train_step
+from celebae.quality.losses import get_loss
+from celebae.training.device import (
+    adam,
+    default_channels_last,
+    default_precision,
+    resolve_device,
+    synchronize,
+    tune_allocator,
+)
+from celebae.training.flops import matmul_peak_flops, training_flops_per_image
+from celebae.training.loop import train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "celeba-sample"

@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles, short functions, one module that knows the run directory."""
+"""The package's shape: layers that import only downwards, no import cycles, short functions, one module that
+knows the run directory."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import celebae
 
 PACKAGE = Path(celebae.__file__).parent
 MAX_FUNCTION_LINES = 60
+# docs/design.md's layers, bottom first: a module imports only from its own layer and the ones before it
+LAYERS = ("errors", "data", "models", "quality", "training", "use", "evaluation", "studies", "demo", "cli", "__main__")
 RUN_FILES = ("summary.json", "config.json", "metrics.csv", "failed.json", ".safetensors", "eval-")
 
 
@@ -74,8 +77,35 @@ def test_no_import_cycles() -> None:
     # a package's __init__ re-exports its submodules; a submodule's import of a sibling is not through it
     for name in graph:
         graph[name] -= {p for p in graph[name] if name.startswith(p + ".")}
-    assert graph["celebae.training"] >= {"celebae.rundir", "celebae.metrics"}  # the walk sees real imports
+    assert graph["celebae.training.loop"] >= {"celebae.training.rundir", "celebae.quality.metrics"}  # sees real imports
     assert _cycle(graph) is None, " → ".join(_cycle(graph))
+
+
+def _layer(module: str) -> int:
+    """The position in LAYERS of a module's layer (``celebae`` itself, the public API, is above them all)."""
+    parts = module.split(".")
+    return len(LAYERS) if len(parts) == 1 else LAYERS.index(parts[1])
+
+
+def _upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} → {b}" for a, targets in graph.items() for b in targets if _layer(b) > _layer(a))
+
+
+def test_layers_import_only_downwards() -> None:
+    modules = _modules()
+    assert {m.split(".")[1] for m in modules if m != "celebae"} == set(LAYERS)  # every room is a known layer
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    assert _upward_imports(graph) == []
+    # the rule has teeth: the loop importing the trained-run loader would be an upward import
+    assert _upward_imports({"celebae.training.loop": {"celebae.use.trained"}}) == [
+        "celebae.training.loop → celebae.use.trained"
+    ]
+
+
+def test_every_subpackage_says_what_it_owns() -> None:
+    for init in PACKAGE.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and "Imports only from" in doc, f"{init.relative_to(PACKAGE)} needs a docstring with its layer rule"
 
 
 def test_no_long_functions() -> None:
@@ -116,7 +146,7 @@ def test_only_rundir_spells_run_directory_files() -> None:
     assert not offenders, offenders
 
 
-@pytest.mark.parametrize("module", ["training", "evaluation", "rundir", "models", "losses"])
+@pytest.mark.parametrize("module", ["training", "evaluation", "training.rundir", "models", "quality.losses", "use"])
 def test_modules_are_not_shadowed_by_functions(module: str) -> None:
     import importlib
 

@@ -77,13 +77,13 @@ def test_a_cuda_run_is_used_on_the_cpu(tmp_path: Path) -> None:
     assert loaded.device.type == "cpu" and loaded.encode(celebae.data.draw_face(0)).shape == (1, 256)
     result = celebae.evaluate(run, device="cpu")
     assert result["mse"] == pytest.approx(RunDir(run).summary["test_mse"], rel=0.02)  # bf16 training, fp32 scoring
-    from celebae.export import export
+    from celebae.use.export import export
 
     assert len(export(run, "torchscript", tmp_path / "ts")) == 3
 
 
 def test_the_sweep_places_runs_on_the_gpus(tmp_path: Path) -> None:
-    from celebae.sweep import sweep
+    from celebae.studies.sweep import sweep
 
     study = tmp_path / "s.toml"
     study.write_text(

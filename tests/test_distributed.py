@@ -14,8 +14,8 @@ import torch.distributed as dist
 from conftest import flags
 
 from celebae import read_metrics
-from celebae.checkpoint import read_metadata
 from celebae.cli import main
+from celebae.training.checkpoint import read_metadata
 
 COMMON = [
     *flags(

@@ -202,7 +202,7 @@ def test_corrupted_checkpoint_bytes_are_refused(trained: Path, tmp_path: Path, c
 
 
 def test_a_nan_anywhere_in_scoring_is_an_error(trained: Path, tmp_path: Path, capsys) -> None:
-    from celebae.checkpoint import read_metadata, save_weights
+    from celebae.training.checkpoint import read_metadata, save_weights
 
     run = tmp_path / "run"
     shutil.copytree(trained, run)
@@ -270,7 +270,7 @@ def test_a_disk_that_fills_during_a_checkpoint_loses_nothing(tmp_path: Path, cap
 
 
 def test_a_failed_checkpoint_write_keeps_the_last_and_resumes(tmp_path: Path, monkeypatch, capsys) -> None:
-    import celebae.checkpoint as ckpt
+    import celebae.training.checkpoint as ckpt
 
     settings = tiny(tmp_path, epochs=1)
     train(settings, progress=False)
@@ -389,7 +389,7 @@ def _event_steps(tb: Path) -> list[int]:
 
 
 def test_a_killed_and_resumed_run_has_one_event_stream(tmp_path: Path, monkeypatch) -> None:
-    import celebae.checkpoint as ckpt
+    import celebae.training.checkpoint as ckpt
 
     settings = tiny(tmp_path, epochs=1, log_every=1)
     train(settings, progress=False)

@@ -12,8 +12,8 @@ from conftest import tiny
 
 from celebae import LOSSES, CelebaeError, Settings, read_metrics, train
 from celebae.data import draw_face, to_uint8, to_unit_range
-from celebae.losses import get_loss
-from celebae.metrics import ssim_uint8
+from celebae.quality.losses import get_loss
+from celebae.quality.metrics import ssim_uint8
 
 
 def faces(n: int, start: int = 0) -> torch.Tensor:

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from celebae import MODELS, CelebaeError, ConvAutoencoder, PoolAutoencoder, Settings, build_model, count_parameters
-from celebae.checkpoint import load_weights, read_metadata, save_weights
 from celebae.data import draw_face, to_unit_range
-from celebae.export import Decoder, Encoder
-from celebae.export import onnx as export_onnx
-from celebae.losses import get_loss
 from celebae.models import CodeConv2d, CodeConvTranspose2d
-from celebae.training import train_step
+from celebae.quality.losses import get_loss
+from celebae.training.checkpoint import load_weights, read_metadata, save_weights
+from celebae.training.loop import train_step
+from celebae.use.export import Decoder, Encoder
+from celebae.use.export import onnx as export_onnx
 
 # architecture.md's table: nf → (encoder, decoder, total)
 CONV_PARAMS = {

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from celebae import Settings, read_metrics, train
-from celebae.device import default_precision, tune_allocator
+from celebae.training.device import default_precision, tune_allocator
 
 # Stated tolerance: over 48 steps on real faces, each epoch's validation loss within 6 % of fp32's and the
 # per-step training losses within 5 % on average.

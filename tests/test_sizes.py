@@ -16,8 +16,8 @@ import celebae
 from celebae import CelebaeError, build_model, count_parameters, read_metrics, train
 from celebae.cli import main
 from celebae.data import draw_face, open_source, prepare_split
+from celebae.evaluation.rd import available_codecs
 from celebae.models import IMAGE_SIZES
-from celebae.rd import available_codecs
 
 CASES = [("conv", size, code) for size in IMAGE_SIZES for code in (32, 256)] + [("pool", 128, 256)]
 

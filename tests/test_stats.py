@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from celebae.stats import paired_bootstrap, ratio_of_means
+from celebae.studies.stats import paired_bootstrap, ratio_of_means
 
 
 def test_the_interval_covers_the_true_effect_about_95_percent_of_the_time() -> None:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from celebae import CelebaeError
 from celebae.cli import main
-from celebae.sweep import expand, load_study, sweep
+from celebae.studies.sweep import expand, load_study, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {

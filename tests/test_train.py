@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import celebae
 from celebae import CelebaeError, Settings, read_metrics, train
-from celebae.checkpoint import load_state, read_metadata, save_state
+from celebae.training.checkpoint import load_state, read_metadata, save_state
 
 SUMMARY_KEYS = {"train_mse", "val_mse", "test_mse", "test_psnr", "params", "train_images_per_s", "wall_s"}
 
@@ -98,7 +98,7 @@ def test_a_failed_write_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypat
     train(settings, progress=False)
     last = tmp_path / "run" / "checkpoints" / "last.safetensors"
     before = last.read_bytes()
-    import celebae.checkpoint as ckpt
+    import celebae.training.checkpoint as ckpt
 
     def dies_mid_write(tensors, path, metadata=None):
         Path(path).write_bytes(b"half a file")
@@ -184,7 +184,7 @@ def test_a_kill_between_the_state_and_the_weights_still_resumes(tmp_path: Path, 
     """The state is saved first: if the weights' save then dies, the previous state still matches them."""
     settings = tiny(tmp_path, epochs=1)
     train(settings, progress=False)
-    import celebae.checkpoint as ckpt
+    import celebae.training.checkpoint as ckpt
 
     real = ckpt.save_weights
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 import celebae
-from celebae.baselines import jpeg_baseline, pca_baseline
 from celebae.cli import main
 from celebae.data import draw_face, open_source, prepare_split
+from celebae.evaluation.baselines import jpeg_baseline, pca_baseline
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import pytest
 from conftest import tiny
 
 from celebae import RunDir, train
-from celebae.claims import effect_at
 from celebae.cli import main
-from celebae.points import Point
-from celebae.sweep import sweep
+from celebae.studies.claims import effect_at
+from celebae.studies.points import Point
+from celebae.studies.sweep import sweep
 
 TINY = {"data": "synthetic", "synthetic_size": 300, "limit_train": 64, "limit_val": 32, "limit_test": 30}
 

@@ -6,18 +6,30 @@ summary = celebae.train(celebae.Settings(data="synthetic", epochs=2, out="runs/t
 run = celebae.load("runs/try")                      # trained model, settings, summary, metrics
 codes = run.encode(["face.jpg"])                    # N×256
 
-The modules are named for what they hold (``celebae.training``, ``celebae.evaluation``), so the
+The package is its layers, bottom first (each imports only from itself and the layers below it)::
+
+    errors      CelebaeError
+    data        sources, images, synthetic faces, preparation (uint8 cache), batches
+    models      the registry; conv (Model 1) and pool (Model 2)
+    quality     losses, metrics, the cost of a code, figures
+    training    settings, device, processes, checkpoints, the run directory, the loop, FLOPs
+    use         a trained run loaded, latent tools, export
+    evaluation  baselines (PCA, codecs), a run scored against them, rate–distortion
+    studies     sweeps, points, statistics, claims, compare, report
+    cli, demo   the command line and the README's first command
+
+The subpackages are named for what they hold (``celebae.training``, ``celebae.evaluation``), so the
 functions re-exported here (``celebae.train``, ``celebae.evaluate``) never shadow a module.
 """
 
 from .errors import CelebaeError
-from .evaluation import evaluate
-from .losses import LOSSES
+from .evaluation.scoring import evaluate
 from .models import MODELS, ConvAutoencoder, PoolAutoencoder, build_model, count_parameters, register_model
-from .rundir import RunDir, read_metrics
-from .runs import TrainedRun, load
-from .settings import Settings
-from .training import train
+from .quality.losses import LOSSES
+from .training.loop import train
+from .training.rundir import RunDir, read_metrics
+from .training.settings import Settings
+from .use.trained import TrainedRun, load
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CelebaeError
-from .settings import Settings, load_settings, parse_value
+from .training.settings import Settings, load_settings, parse_value
 
 log = logging.getLogger("celebae")
 
@@ -85,8 +85,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .rundir import RunDir
-    from .training import train
+    from .training.loop import train
+    from .training.rundir import RunDir
 
     if args.resume:
         if not args.out:
@@ -102,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate, format_table
+    from .evaluation.scoring import evaluate, format_table
 
     baselines = tuple(b for b in (args.baselines or "").split(",") if b)
     result = evaluate(
@@ -123,8 +123,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .plots import save_grid
-    from .runs import load
+    from .quality.figures import save_grid
+    from .use.trained import load
 
     trained = load(args.run, args.checkpoint, args.device)
     inputs, outputs = trained.reconstruct(args.images)
@@ -145,7 +145,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import parse_seeds, sweep
+    from .studies.sweep import parse_seeds, sweep
 
     overrides = {k: v for k, v in given_settings(args).items() if k != "out"}
     seeds = parse_seeds(args.seeds)
@@ -165,22 +165,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .studies.report import write_report
 
     print(write_report(args.sweep, args.out))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from .studies.compare import compare
 
     print(compare(args.a, args.vs))
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .report import plot_runs
-    from .rundir import RunDir
+    from .studies.report import plot_runs
+    from .training.rundir import RunDir
 
     runs = [RunDir(run) for run in args.runs]
     print(plot_runs(runs, Path(args.out), args.metric, args.x, args.smooth, args.title))
@@ -188,7 +188,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from .latent import encode
+    from .use.latent import encode
 
     for path in encode(args.run, args.out, args.data, args.split, args.limit, args.device):
         print(path)
@@ -196,7 +196,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_anomalies(args: argparse.Namespace) -> int:
-    from .latent import anomalies
+    from .use.latent import anomalies
 
     ranking = anomalies(args.run, args.out, args.data, args.split, args.top, args.limit, args.device)
     for r in ranking[: args.top]:
@@ -206,14 +206,14 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    from .latent import interpolate
+    from .use.latent import interpolate
 
     print(interpolate(args.run, args.a, args.b, args.out, args.steps, args.device))
     return 0
 
 
 def cmd_neighbours(args: argparse.Namespace) -> int:
-    from .latent import neighbours
+    from .use.latent import neighbours
 
     found = neighbours(
         args.run, args.query, args.out, args.data, args.split, args.k, args.metric, args.limit, args.device
@@ -225,14 +225,14 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from .latent import code_map
+    from .use.latent import code_map
 
     print(code_map(args.run, args.out, args.data, args.split, args.limit, args.device))
     return 0
 
 
 def cmd_rd(args: argparse.Namespace) -> int:
-    from .rd import rate_distortion
+    from .evaluation.rd import rate_distortion
 
     for path in rate_distortion(args.runs, args.out, args.data, args.split, args.limit, args.device):
         print(path)
@@ -240,7 +240,7 @@ def cmd_rd(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from .use.export import export
 
     for path in export(args.run, args.format, args.out, args.checkpoint):
         print(path)

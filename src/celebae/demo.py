@@ -11,11 +11,11 @@ import logging
 from pathlib import Path
 
 from .data import load_split
-from .plots import plot_losses, save_grid
-from .rundir import RunDir
-from .runs import load
-from .settings import Settings
-from .training import train
+from .quality.figures import plot_losses, save_grid
+from .training.loop import train
+from .training.rundir import RunDir
+from .training.settings import Settings
+from .use.trained import load
 
 log = logging.getLogger("celebae")
 

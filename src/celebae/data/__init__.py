@@ -1,4 +1,7 @@
-"""Images in, uint8 tensors out: sources (CelebA, image folder, synthetic), preparation, batches."""
+"""Images in, uint8 tensors out: sources (CelebA, image folder, synthetic), preparation, batches.
+
+Imports only from itself and ``errors``.
+"""
 
 from __future__ import annotations
 

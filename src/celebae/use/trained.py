@@ -11,14 +11,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import checkpoint as ckpt
-from .data.batches import to_uint8, to_unit_range
-from .data.images import BadImage, load_image, square_array, to_rgb
-from .device import resolve_device
-from .errors import CelebaeError
-from .models import Autoencoder, build_model
-from .rundir import RunDir
-from .settings import Settings
+from ..data.batches import to_uint8, to_unit_range
+from ..data.images import BadImage, load_image, square_array, to_rgb
+from ..errors import CelebaeError
+from ..models import Autoencoder, build_model
+from ..training import checkpoint as ckpt
+from ..training.device import resolve_device
+from ..training.rundir import RunDir
+from ..training.settings import Settings
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, torch.Tensor]  # noqa: UP007 (runtime alias, Python 3.10)
 

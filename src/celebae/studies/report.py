@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from ..data import load_split
+from ..quality.figures import plot_losses, save_labelled_grid
+from ..training.rundir import RunDir, finished_runs
+from ..use.trained import load
 from .claims import all_claims
-from .data import load_split
-from .plots import plot_losses, save_labelled_grid
 from .points import Point, group_points
-from .rundir import RunDir, finished_runs
-from .runs import load
 from .stats import METHOD
 
 SETTING_COLUMNS = [

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from .data.images import SIZE
+from ..data.images import SIZE
 from .device import synchronize
 
 

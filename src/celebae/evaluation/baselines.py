@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.batches import to_unit_range
+from ..data.batches import to_unit_range
 
 
 def _batches(images: np.ndarray, size: int):

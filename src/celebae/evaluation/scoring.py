@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data import load_split
+from ..errors import CelebaeError
+from ..quality.codes import RANGE_FIT_IMAGES, CodeQuantiser, compression
+from ..quality.metrics import reconstruction_quality
+from ..use.trained import TrainedRun, load
 from .baselines import jpeg_baseline, pca_baseline
-from .codes import RANGE_FIT_IMAGES, CodeQuantiser, compression
-from .data import load_split
-from .errors import CelebaeError
-from .metrics import reconstruction_quality
-from .runs import TrainedRun, load
 
 BASELINES = ("pca", "jpeg")
 

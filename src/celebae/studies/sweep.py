@@ -32,11 +32,11 @@ from typing import Any
 
 import torch
 
-from .errors import CelebaeError
+from ..errors import CelebaeError
+from ..training.loop import train
+from ..training.rundir import RunDir
+from ..training.settings import Settings, read_toml
 from .report import write_tables_and_figures
-from .rundir import RunDir
-from .settings import Settings, read_toml
-from .training import train
 
 log = logging.getLogger("celebae")
 

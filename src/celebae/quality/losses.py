@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import CelebaeError
+from ..errors import CelebaeError
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CelebaeError
-from .measure import training_flops_per_image
-from .models import build_model
-from .rundir import RunDir
+from ..errors import CelebaeError
+from ..models import build_model
+from ..training.flops import training_flops_per_image
+from ..training.rundir import RunDir
 
 FOOTINGS = {
     "epochs": "equal epochs",

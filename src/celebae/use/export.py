@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CelebaeError
-from .runs import load
+from ..errors import CelebaeError
+from .trained import load
 
 FORMATS = ("onnx", "torchscript")
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .data import DataSpec
-from .data.images import CROPS
+from ..data import DataSpec
+from ..data.images import CROPS
+from ..errors import CelebaeError
+from ..models import IMAGE_SIZES, MODELS, SIZE, model_spec
+from ..quality.losses import LOSSES
 from .device import PRECISIONS
-from .errors import CelebaeError
-from .losses import LOSSES
-from .models import IMAGE_SIZES, MODELS, SIZE, model_spec
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data.batches import Batches, to_uint8, to_unit_range
-from .errors import CelebaeError
+from ..data.batches import Batches, to_uint8, to_unit_range
+from ..errors import CelebaeError
 from .losses import Loss
 
 PSNR_CAP = 100.0  # dB, for a pixel-exact reconstruction (MSE 0)

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import SPLITS, load_split, to_uint8, to_unit_range
-from .errors import CelebaeError
-from .metrics import per_image_errors
-from .plots import plot_code_map, save_labelled_grid
-from .runs import ImageLike, TrainedRun, load
+from ..data import SPLITS, load_split, to_uint8, to_unit_range
+from ..errors import CelebaeError
+from ..quality.figures import plot_code_map, save_labelled_grid
+from ..quality.metrics import per_image_errors
+from .trained import ImageLike, TrainedRun, load
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, safe_open, save_file
 
-from .errors import CelebaeError
+from ..errors import CelebaeError
 
 FORMAT = "celebae-1"
 _UNSET_DIGEST = "0" * 64  # written first, then replaced in place by the digest (same length, same header size)

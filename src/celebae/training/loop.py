@@ -20,16 +20,17 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..data import Batches, PreparedSplit, load_split, place, to_uint8, to_unit_range
+from ..errors import CelebaeError
+from ..models import Autoencoder, build_model, count_parameters
+from ..quality.codes import compression
+from ..quality.figures import plot_losses, save_grid
+from ..quality.losses import Loss, get_loss
+from ..quality.metrics import Scores, score
 from . import checkpoint as ckpt
-from .codes import compression
-from .data import Batches, PreparedSplit, load_split, place, to_uint8, to_unit_range
+from .claim import check_start
 from .device import adam, autocast, backends, resolve_device, resolve_precision, tune_allocator
 from .distributed import Processes, start_processes
-from .errors import CelebaeError
-from .losses import Loss, get_loss
-from .metrics import Scores, score
-from .models import Autoencoder, build_model, count_parameters
-from .plots import plot_losses, save_grid
 from .rundir import MetricsLog, RunDir, read_metrics
 from .settings import Settings
 
@@ -111,7 +112,7 @@ def train(settings: Settings, resume: bool = False, progress: bool = True, overw
         run = RunDir.default_for(settings)
         precision, channels_last = resolve_precision(settings.precision, settings.channels_last, device)
         settings = settings.replace(out=str(run.path), precision=precision, channels_last=channels_last)
-        run.check_start(settings, resume, overwrite)
+        check_start(run, settings, resume, overwrite)
         torch.manual_seed(settings.seed)
         net = build_network(settings, device, procs)  # first: a model that cannot be built fails before data work
         data = load_data(settings, device, procs, progress)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import CelebaeError
+from ..errors import CelebaeError
 from .points import Point, expand_runs
 from .stats import METHOD, paired_bootstrap, ratio_of_means
 

@@ -1,4 +1,4 @@
-"""The run directory: the one module that knows its layout, its state, its files and the rules for reusing it.
+"""The run directory: the one module that knows its layout, its state and its files.
 
     RUN/config.json              the resolved settings
     RUN/metrics.csv              a row per step (training loss) and per epoch (mean train, full validation)
@@ -12,7 +12,8 @@
     RUN/test_errors.npy          per-image test MSE of the final model, in the test split's order
     RUN/val_errors.npy           per-image validation MSE after each epoch (epochs × images; one process only)
 
-``RunDir`` is also the record of a run that sweeps, reports, plots and the demo read.
+``RunDir`` is also the record of a run that sweeps, reports, plots and the demo read. Who may start
+writing one, and when, is ``claim``'s concern.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CelebaeError
-from .settings import RESUMABLE, Settings, load_settings
+from ..errors import CelebaeError
+from .settings import Settings, load_settings
 
 METRIC_FIELDS = [
     "kind",
@@ -139,52 +140,6 @@ class RunDir:
     def resumable(self) -> bool:
         return self.weights("last").exists() and self.state != "finished"
 
-    def check_start(self, settings: Settings, resume: bool, overwrite: bool = False) -> None:
-        """The rules for (re)using this directory, checked before any work: a run is never written over
-        without ``overwrite``, a resumed one keeps the settings that define it (those outside ``RESUMABLE``),
-        and the directory must be one that can be written."""
-        if self.path.exists() and not self.path.is_dir():
-            raise CelebaeError(f"--out {self.path} is a file; choose a folder for the run")
-        if not resume:
-            self._check_free(overwrite)
-        else:
-            self._check_resumable(settings)
-        # writable? asked of the folder itself or the nearest one that exists: nothing is created here, since
-        # every process of a DDP job runs these checks at once
-        existing = next(p for p in (self.path, *self.path.parents) if p.exists())
-        if not os.access(existing, os.W_OK):
-            reason = "Read-only file system" if _read_only(existing) else "Permission denied"
-            raise CelebaeError(f"cannot write the run directory {self.path}: {reason} (at {existing})")
-
-    def _check_free(self, overwrite: bool) -> None:
-        held = self.run_files()
-        if held and not overwrite:
-            if self.weights("last").exists():
-                hint = "pass --resume to continue it, --overwrite to replace it"
-            else:
-                hint = f"it has no checkpoint to resume ({held[0].name} is there); pass --overwrite to replace it"
-            raise CelebaeError(f"{self.path} already holds a run; {hint}, or choose another --out")
-        for path in held:  # every process of a DDP job may do this at once
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-        self.__dict__.pop("summary", None)
-        self.__dict__.pop("metrics", None)
-
-    def _check_resumable(self, settings: Settings) -> None:
-        if not self.weights("last").exists():
-            hint = (
-                "to start it again, pass --overwrite instead of --resume"
-                if self.run_files()
-                else "drop --resume to start it"
-            )
-            raise CelebaeError(f"nothing to resume in {self.path}: no checkpoints/last.safetensors; {hint}")
-        stored = self.read_config().to_dict()
-        changed = sorted(k for k, v in settings.to_dict().items() if k not in RESUMABLE and stored.get(k) != v)
-        if changed:
-            detail = ", ".join(f"{k}: {stored.get(k)!r} → {getattr(settings, k)!r}" for k in changed)
-            raise CelebaeError(
-                f"cannot resume {self.path} with different settings ({detail}); start a new --out instead"
-            )
-
     def resume_settings(self, changes: dict[str, Any] | None = None) -> Settings:
         """The settings to resume this run with: the stored ones, with ``changes`` applied (``epochs=16``).
 
@@ -238,6 +193,11 @@ class RunDir:
         self.failure_path.unlink(missing_ok=True)
 
     # ---- the record of a run ----------------------------------------------------------------------------------
+    def forget(self) -> None:
+        """Drop the summary and metrics read so far (the run's files were removed or rewritten)."""
+        self.__dict__.pop("summary", None)
+        self.__dict__.pop("metrics", None)
+
     @cached_property
     def summary(self) -> dict[str, Any] | None:
         return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else None
@@ -257,10 +217,6 @@ class RunDir:
     @property
     def steps(self) -> list[dict[str, Any]]:
         return [r for r in self.metrics if r["kind"] == "step"]
-
-
-def _read_only(path: Path) -> bool:
-    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
 def _write_json(path: Path, value: Any) -> None:

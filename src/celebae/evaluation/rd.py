@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from PIL import features
 
+from ..data import load_split
+from ..errors import CelebaeError
+from ..quality.codes import RANGE_FIT_IMAGES, CodeQuantiser
+from ..quality.figures import plot_rate_distortion
+from ..quality.metrics import reconstruction_quality
+from ..use.latent import split_images
+from ..use.trained import TrainedRun, load
 from .baselines import CODECS, codec_at_budget, fit_pca, project
-from .codes import RANGE_FIT_IMAGES, CodeQuantiser
-from .data import load_split
-from .errors import CelebaeError
-from .latent import split_images
-from .metrics import reconstruction_quality
-from .plots import plot_rate_distortion
-from .runs import TrainedRun, load
 
 PCA_COMPONENTS = (16, 32, 64, 128, 256, 512, 1024)
 CODE_BITS = (("float32", 32), ("float16", 16), ("8-bit", 8), ("4-bit", 4))

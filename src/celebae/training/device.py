@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from .errors import CelebaeError
+from ..errors import CelebaeError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters

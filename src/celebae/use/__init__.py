@@ -1,0 +1,5 @@
+"""A trained run put to use: ``load`` (a run as a model that encodes, decodes and reconstructs images), the
+latent tools (encode, anomalies, interpolate, neighbours, map) and export (ONNX, TorchScript).
+
+Imports only from itself and the layers below (``training`` down to ``errors``).
+"""
