@@ -53,7 +53,7 @@ def _check_resumable(run: RunDir, settings: Settings) -> None:
             if run.run_files()
             else "drop --resume to start it"
         )
-        raise CelebaeError(f"nothing to resume in {run.path}: no checkpoints/last.safetensors; {hint}")
+        raise CelebaeError(f"nothing to resume in {run.path}: no {run.weights('last').relative_to(run.path)}; {hint}")
     stored = run.read_config().to_dict()
     changed = sorted(k for k, v in settings.to_dict().items() if k not in RESUMABLE and stored.get(k) != v)
     if changed:
