@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import sys
 import types
 import typing
@@ -472,9 +473,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"celebae: error: {describe_os_error(err)} (--debug shows the traceback)", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("celebae: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # a training run has saved its checkpoint (Stopped) or nothing ran
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"celebae: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum  # the shell's code for a process ended by that signal: 130, 143, 138
     finally:
         log.handlers[:], log.propagate = saved[0], saved[2]
         log.setLevel(saved[1])

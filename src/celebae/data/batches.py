@@ -1,13 +1,21 @@
 """Serve a prepared uint8 split as float batches in [-1, 1], on the device that trains.
 
-The whole split lives in memory (on the GPU when it fits), each epoch is a
-seeded permutation, and a batch is one index gather plus one conversion on the
-device: no per-image Python, no worker processes, no JPEG in the loop.
+A split is never copied whole into this process's private memory. Batches are gathered from the split's
+memory map, whose pages belong to the OS's page cache and are shared by every process on the machine (the
+ranks of a torchrun job, the runs of a sweep); a split larger than memory streams from disk. On a GPU the
+split is copied onto the device, in chunks, when it fits in half the free memory; otherwise it streams too.
+Each epoch is a seeded permutation, and a batch is one index gather plus one conversion on the device: no
+per-image Python, no worker processes, no JPEG in the loop. A background thread gathers the next batches
+(into pinned memory for a GPU) while the current step runs::
+
+    memmap (page cache) ─gather(permutation[b])→ uint8 batch (pinned) ─copy→ device ─to float→ x in [-1, 1]
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -23,16 +31,32 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round_().to(torch.uint8)
 
 
+PREFETCH = 2  # batches gathered ahead of the step that uses them
+CHUNK_BYTES = 256 << 20  # host → GPU copies of a split go in pieces this size
+
+
+def host_view(images: np.ndarray) -> torch.Tensor:
+    """A tensor over ``images`` without a copy (a memory map stays a memory map). Batches only read it."""
+    with warnings.catch_warnings():  # a read-only map: torch warns that writing would be undefined; we never do
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(images)
+
+
 def place(images: np.ndarray, device: torch.device, on_device: bool | None = None) -> torch.Tensor:
-    """Copy a prepared split into memory where batches are cut from: on a GPU, the GPU itself
-    (``on_device``; by default when the split fits in half its free memory), else pinned host memory
-    (so batch copies overlap compute)."""
-    host = torch.from_numpy(np.array(images))  # a private, writable copy (memmaps are read-only)
-    if device.type == "cuda":
+    """Where batches are cut from: on a GPU the GPU itself (``on_device``; by default when the split fits in
+    half its free memory), copied from the map in chunks; otherwise the memory map, read as batches are
+    gathered (no private copy of the split on any device)."""
+    host = host_view(images)
+    if device.type != "cpu":
         if on_device is None:
-            on_device = host.numel() < torch.cuda.mem_get_info(device)[0] // 2
-        return host.to(device) if on_device else host.pin_memory()
-    return host if device.type == "cpu" else host.to(device)
+            on_device = device.type != "cuda" or host.numel() < torch.cuda.mem_get_info(device)[0] // 2
+        if on_device:
+            out = torch.empty(host.shape, dtype=host.dtype, device=device)
+            rows = max(1, CHUNK_BYTES // max(1, host[0].numel()))
+            for s in range(0, len(host), rows):
+                out[s : s + rows].copy_(host[s : s + rows])
+            return out
+    return host
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -78,10 +102,34 @@ class Batches:
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[torch.Tensor]:
         """Float batches of ``epoch`` from batch number ``start`` on (to resume mid-epoch)."""
         order = self.indices(epoch).to(self.data.device)
-        for b in range(start, len(self)):
-            lo = b * self.batch_size + self.rank * self.local
-            idx = order[lo : min(lo + self.local, (b + 1) * self.batch_size, len(order))]
-            if len(idx) == 0:
-                continue
-            x = self.data.index_select(0, idx).to(self.device, non_blocking=True)
-            yield to_unit_range(x).contiguous(memory_format=self.memory_format)
+        picks = [self._pick(order, b) for b in range(start, len(self))]
+        picks = [idx for idx in picks if len(idx)]
+        if self.data.device.type != "cpu":  # on the GPU already: a gather there, nothing to overlap
+            for idx in picks:
+                yield self._convert(self.data.index_select(0, idx))
+            return
+        pinned = self.device.type == "cuda"
+        with ThreadPoolExecutor(1, thread_name_prefix="celebae-gather") as pool:
+            ahead: list[Future] = [pool.submit(self._gather, idx, pinned) for idx in picks[:PREFETCH]]
+            try:
+                for b in range(len(picks)):
+                    if b + PREFETCH < len(picks):
+                        ahead.append(pool.submit(self._gather, picks[b + PREFETCH], pinned))
+                    yield self._convert(ahead[b].result().to(self.device, non_blocking=pinned))
+                    ahead[b] = None  # the batch is the step's now
+            finally:
+                for future in ahead:
+                    if future is not None:
+                        future.cancel()
+
+    def _pick(self, order: torch.Tensor, b: int) -> torch.Tensor:
+        lo = b * self.batch_size + self.rank * self.local
+        return order[lo : min(lo + self.local, (b + 1) * self.batch_size, len(order))]
+
+    def _gather(self, idx: torch.Tensor, pinned: bool) -> torch.Tensor:
+        """Rows ``idx`` of the split read from the memory map (the GIL is released while pages are read)."""
+        out = torch.empty((len(idx), *self.data.shape[1:]), dtype=self.data.dtype, pin_memory=pinned)
+        return torch.index_select(self.data, 0, idx, out=out)
+
+    def _convert(self, x: torch.Tensor) -> torch.Tensor:
+        return to_unit_range(x).contiguous(memory_format=self.memory_format)

@@ -16,6 +16,11 @@ into its own run directory under one sweep folder.
 
 Finished points (a ``summary.json``) are skipped, interrupted ones resumed, and a failed point is
 recorded in ``sweep.json`` while the others go on. With several GPUs, points run in parallel, one per GPU.
+
+The same sweep may run in many processes at once (N shells, the tasks of a SLURM job array, on one machine
+or on a shared folder): each run is trained by the process that takes its lock first, the others pass it
+by, and a run whose process died (its lock released by the kernel) is resumed by the next one to reach it.
+Every process writes ``sweep.json`` and the tables when it is done, one at a time, from the runs' own state.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import itertools
 import json
 import logging
 import multiprocessing
+import os
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -31,8 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 from ..errors import CelebaeError
+from ..training.claim import RunHeld, RunLock
 from ..training.loop import train
 from ..training.rundir import RunDir
 from ..training.settings import Settings, read_toml
@@ -139,10 +147,17 @@ def expand(
 
 # a run directory's state, as a sweep reports it
 _STATUS = {"finished": "done", "partial": "interrupted", "failed": "failed", "new": "pending"}
+ELSEWHERE = "running elsewhere"  # another process holds the run
 
 
 def _status(settings: Settings) -> str:
-    return _STATUS[RunDir(settings.out).state]
+    run = RunDir(settings.out)
+    if run.state != "finished" and run.lock_path.exists():
+        try:
+            RunLock(run).acquire().release()
+        except RunHeld:
+            return ELSEWHERE
+    return _STATUS[run.state]
 
 
 def _run_point(settings: Settings, device: str | None) -> tuple[str, str | None]:
@@ -152,6 +167,12 @@ def _run_point(settings: Settings, device: str | None) -> tuple[str, str | None]
         settings = settings.replace(device=device)
     run = RunDir(settings.out)
     try:
+        lock = RunLock(run).acquire()  # held from here: train() takes it again (re-entrant) and keeps it
+    except RunHeld as held:
+        return ELSEWHERE, str(held)
+    try:
+        if run.state == "finished":  # another process finished it since this one listed the study
+            return "done", None
         resume = run.resumable  # else nothing worth keeping: a point that failed before its first checkpoint
         train(settings, resume=resume, progress=device is None, overwrite=not resume)
         return "done", None
@@ -162,6 +183,8 @@ def _run_point(settings: Settings, device: str | None) -> tuple[str, str | None]
     except Exception as err:  # one broken point must not stop the study: record it and go on
         log.debug(traceback.format_exc())
         error = f"{type(err).__name__}: {err}"
+    finally:
+        lock.release()
     run.mark_failed(error)
     return "failed", error
 
@@ -218,23 +241,41 @@ def sweep(
         return [{"name": name(s), "status": _status(s), "settings": s.to_dict()} for s in points]
     out.mkdir(parents=True, exist_ok=True)
     about = {"name": study.name, "description": study.description, "file": str(study_file), "overrides": overrides}
-    (out / "study.json").write_text(json.dumps({**about, "overrides": overrides or {}}, indent=1))
+    _write_atomic(out / "study.json", json.dumps({**about, "overrides": overrides or {}}, indent=1))
     gpus = torch.cuda.device_count()
     if parallel is None:
         parallel = gpus if gpus > 1 and all(s.device in ("auto", "cuda") for s in points) else 1
-    todo = []
+    todo = [s for s in points if _status(s) not in ("done", ELSEWHERE)]
     for s in points:
-        if _status(s) == "done":
-            log.info("%s: finished earlier, skipped", name(s))
-        else:
-            todo.append(s)
+        if s not in todo:
+            log.info("%s: %s, skipped", name(s), "finished earlier" if _status(s) == "done" else ELSEWHERE)
     results = _train_points(todo, parallel, gpus)
+    # a second look at what others held: a run whose process died since is this one's to resume
+    retry = [s for s in points if results.get(s.out, (None,))[0] == ELSEWHERE or s not in todo]
+    results |= _train_points([s for s in retry if _status(s) not in ("done", ELSEWHERE)], parallel, gpus)
+    return _record(out, study.name, points, results, name)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _record(
+    out: Path, study: str, points: list[Settings], results: dict[str, tuple[str, str | None]], name: Any
+) -> list[dict[str, Any]]:
+    """sweep.json and the tables, from each run's own state (another process may own a run), written by one
+    process of the study at a time."""
     records = []
     for s in points:
-        status, error = results.get(s.out, ("done", None))
-        if error:
+        status, error = results.get(s.out, (None, None))
+        status = "done" if status == "done" else _status(s)
+        if status == "failed" and error:
             log.warning("%s failed: %s", name(s), error)
-        records.append({"name": name(s), "status": status, "error": error})
-    (out / "sweep.json").write_text(json.dumps({"study": study.name, "points": records}, indent=1) + "\n")
-    write_tables_and_figures(out)
+        records.append({"name": name(s), "status": status, "error": error if status == "failed" else None})
+    with FileLock(str(out / ".sweep.lock")):
+        _write_atomic(out / "sweep.json", json.dumps({"study": study, "points": records}, indent=1) + "\n")
+        if any(r["status"] == "done" for r in records):
+            write_tables_and_figures(out)
     return records

@@ -1,36 +1,117 @@
-"""Claiming a run directory: the rules for starting or resuming a run in it, checked before any work.
+"""Claiming a run directory: one writer at a time, and the rules for starting or resuming a run in it.
 
-A run is never written over without ``overwrite``; a resumed one keeps the settings that define it (those
-outside ``RESUMABLE``); the directory must be one that can be written.
+A run is written by the one process that holds its lock (``RunLock``: an OS file lock through ``filelock``,
+held from the checks to the end of the run and released by the kernel however the process ends, ``kill -9``
+included, so a dead writer never blocks the next). A run is never written over without ``overwrite``; a
+resumed one keeps the settings that define it (those outside ``RESUMABLE``); the directory must be one
+that can be written. Under torchrun rank 0 claims for the job and every rank agrees before any work.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
+from typing import Any
+
+import filelock
 
 from ..errors import CelebaeError
+from .distributed import Processes
 from .rundir import RunDir
 from .settings import RESUMABLE, Settings
 
 
-def check_start(run: RunDir, settings: Settings, resume: bool, overwrite: bool = False) -> None:
-    """The rules for (re)using this directory, checked before any work: a run is never written over
-    without ``overwrite``, a resumed one keeps the settings that define it (those outside ``RESUMABLE``),
-    and the directory must be one that can be written."""
+class RunHeld(CelebaeError):
+    """Another process holds the run directory."""
+
+
+class RunLock:
+    """The lock of one run directory. Re-entrant within a process (a sweep that holds a run can train it)."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.lock = filelock.FileLock(str(run.lock_path), is_singleton=True)
+
+    def acquire(self) -> RunLock:
+        """Take the lock now or raise ``RunHeld`` naming its holder; never waits."""
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock.acquire(blocking=False)
+        except filelock.Timeout:
+            raise RunHeld(
+                f"{self.run.path} is in use by {describe_holder(self.run)}; wait for it to finish, "
+                "or stop that process (a killed one releases it)"
+            ) from None
+        if self.lock.lock_counter == 1:  # first hold in this process: say who holds it
+            holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+            tmp = self.run.lock_holder_path.with_name(f".holder.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(holder))
+            os.replace(tmp, self.run.lock_holder_path)
+        return self
+
+    def release(self) -> None:
+        if self.lock.is_locked:
+            if self.lock.lock_counter == 1:
+                self.run.lock_holder_path.unlink(missing_ok=True)
+            self.lock.release()
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def describe_holder(run: RunDir) -> str:
+    """ "pid 1234 on host since 2026-12-01 15:20:03", or "another process" where the holder did not say."""
+    try:
+        h = json.loads(run.lock_holder_path.read_text())
+        return f"pid {h['pid']} on {h['host']} since {h['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def claim(run: RunDir, settings: Settings, resume: bool, overwrite: bool, procs: Processes) -> RunLock | None:
+    """Check and take ``run`` for this job before any work: rank 0 locks it, checks the rules and clears an
+    overwritten run; every rank then agrees, so all of them fail together with one line, or none does."""
+    lock, error = None, None
+    try:
+        check_writable(run)
+        if procs.main:
+            lock = RunLock(run).acquire()
+            check_start(run, settings, resume, overwrite)
+    except CelebaeError as err:
+        error = err
+    if not procs.all_ok(error is None):
+        if lock is not None:
+            lock.release()
+        raise error or CelebaeError(f"rank 0 could not start the run in {run.path}; its error says why")
+    return lock
+
+
+def check_writable(run: RunDir) -> None:
+    """The run directory is a folder (or can become one) that this process can write."""
     if run.path.exists() and not run.path.is_dir():
         raise CelebaeError(f"--out {run.path} is a file; choose a folder for the run")
-    if not resume:
-        _check_free(run, overwrite)
-    else:
-        _check_resumable(run, settings)
-    # writable? asked of the folder itself or the nearest one that exists: nothing is created here, since
-    # every process of a DDP job runs these checks at once
     existing = next(p for p in (run.path, *run.path.parents) if p.exists())
     if not os.access(existing, os.W_OK):
         reason = "Read-only file system" if _read_only(existing) else "Permission denied"
         raise CelebaeError(f"cannot write the run directory {run.path}: {reason} (at {existing})")
+
+
+def check_start(run: RunDir, settings: Settings, resume: bool, overwrite: bool = False) -> None:
+    """The rules for (re)using this directory: a run is never written over without ``overwrite`` (which
+    removes its files), a resumed one keeps the settings that define it (those outside ``RESUMABLE``).
+    Called by the lock's holder."""
+    check_writable(run)
+    if not resume:
+        _check_free(run, overwrite)
+    else:
+        _check_resumable(run, settings)
 
 
 def _check_free(run: RunDir, overwrite: bool) -> None:
@@ -41,7 +122,7 @@ def _check_free(run: RunDir, overwrite: bool) -> None:
         else:
             hint = f"it has no checkpoint to resume ({held[0].name} is there); pass --overwrite to replace it"
         raise CelebaeError(f"{run.path} already holds a run; {hint}, or choose another --out")
-    for path in held:  # every process of a DDP job may do this at once
+    for path in held:
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     run.forget()
 

@@ -34,10 +34,31 @@ class Processes:
         return t.tolist()
 
     def mean_(self, t: torch.Tensor) -> torch.Tensor:
-        """Average a tensor over the processes in place (the global batch's loss, not this rank's share)."""
+        """Average a tensor over the processes in place (the global batch's loss, not this rank's share).
+        A sum and a division: gloo in torch 2.4 has no ``ReduceOp.AVG``."""
         if self.world > 1:
-            dist.all_reduce(t, op=dist.ReduceOp.AVG)
+            dist.all_reduce(t)
+            t.div_(self.world)
         return t
+
+    def all_ok(self, ok: bool) -> bool:
+        """True when ``ok`` holds on every process (each process calls it at the same point)."""
+        if self.world == 1:
+            return ok
+        flag = torch.tensor([0 if ok else 1], dtype=torch.int32, device=self.device)
+        dist.all_reduce(flag)
+        return int(flag.item()) == 0
+
+    def any(self, flag: bool) -> bool:
+        """True when ``flag`` holds on some process (a signal that reached one rank stops them all)."""
+        return not self.all_ok(not flag)
+
+    @property
+    def device(self) -> torch.device:
+        """Where this job's collectives run: NCCL needs the rank's GPU, gloo the CPU."""
+        if dist.get_backend() == "nccl":
+            return torch.device("cuda", self.local_rank)
+        return torch.device("cpu")
 
     def end(self) -> None:
         if self.owned:

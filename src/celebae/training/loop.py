@@ -28,7 +28,7 @@ from ..quality.figures import plot_losses, save_grid
 from ..quality.losses import Loss, get_loss
 from ..quality.metrics import Scores, score
 from . import checkpoint as ckpt
-from .claim import check_start
+from .claim import claim
 from .device import adam, autocast, backends, resolve_device, resolve_precision, tune_allocator
 from .distributed import Processes, start_processes
 from .rundir import MetricsLog, RunDir, read_metrics
@@ -101,29 +101,33 @@ def train(settings: Settings, resume: bool = False, progress: bool = True, overw
 
     ``resume`` continues ``settings.out`` from its last checkpoint; the settings must match the stored ones
     except those a resume may change (``RunDir.resume_settings`` makes them). A directory holding a run is
-    never written over unless ``overwrite`` (which removes that run's files first). Raises
-    KeyboardInterrupt after saving a checkpoint when interrupted with Ctrl-C.
+    never written over unless ``overwrite`` (which removes that run's files first), and never by two
+    processes at once (a second one gets ``RunHeld``, naming the holder). Ctrl-C, SIGTERM and SIGUSR1 finish
+    the step in progress, save a checkpoint and raise ``Stopped`` (a KeyboardInterrupt naming the signal).
     """
     started = time.perf_counter()
     tune_allocator()
     procs = start_processes()
+    lock = None
     try:
         device = resolve_device(settings.device, procs.local_rank)
         run = RunDir.default_for(settings)
         precision, channels_last = resolve_precision(settings.precision, settings.channels_last, device)
         settings = settings.replace(out=str(run.path), precision=precision, channels_last=channels_last)
-        check_start(run, settings, resume, overwrite)
+        lock = claim(run, settings, resume, overwrite, procs)  # one writer, held to the end of the run
         torch.manual_seed(settings.seed)
         net = build_network(settings, device, procs)  # first: a model that cannot be built fails before data work
         data = load_data(settings, device, procs, progress)
         pos = restore(run, net, procs) if resume else Position()
         trainer = Trainer(run, settings, device, procs, data, net, pos, started, progress)
-        with trainer, _StopFlag() as stop, backends(device, settings.deterministic, settings.cudnn_benchmark):
+        with trainer, StopSignals() as stop, backends(device, settings.deterministic, settings.cudnn_benchmark):
             while pos.epoch < settings.epochs:
                 trainer.run_epoch(stop)
                 trainer.end_epoch()
             return trainer.finish()
     finally:
+        if lock is not None:
+            lock.release()
         procs.end()
 
 
@@ -248,8 +252,8 @@ class Trainer:
     def wall(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
 
-    def run_epoch(self, stop: _StopFlag) -> None:
-        """Train from the current position to the end of the epoch (or until Ctrl-C, then save and stop)."""
+    def run_epoch(self, stop: StopSignals) -> None:
+        """Train from the current position to the end of the epoch (or until a stop signal, then save and stop)."""
         self.net.model.train()
         self.restart_window()
         for x in self.data.train.epoch(self.pos.epoch, start=self.pos.batch):
@@ -266,8 +270,8 @@ class Trainer:
             self.bar.update(1)
             if pos.step % self.settings.log_every == 0:
                 self.flush()
-            if stop.raised and self.procs.world == 1:
-                self.interrupt()
+            if self.stop_agreed(stop):
+                self.interrupt(stop.signum)
             if time.perf_counter() - self.last_save > self.settings.checkpoint_minutes * 60:
                 self.flush()
                 self.save()
@@ -375,17 +379,31 @@ class Trainer:
                 f"{err}; once there is room, continue with: celebae train --resume --out {self.run.path}"
             ) from None
 
-    def interrupt(self) -> None:
+    def stop_agreed(self, stop: StopSignals) -> bool:
+        """Whether to stop after this step. One process stops at once; under torchrun the ranks agree at every
+        log_every-th step (one small all-reduce there), so all of them stop after the same step."""
+        if self.procs.world == 1:
+            return stop.signum is not None
+        if self.pos.step % self.settings.log_every:
+            return False
+        agreed = self.procs.any(stop.signum is not None)
+        if agreed and stop.signum is None:
+            stop.signum = signal.SIGTERM  # another rank was signalled
+        return agreed
+
+    def interrupt(self, signum: int) -> None:
         self.flush()
         self.save()
         self.bar.close()
-        log.warning(
-            "interrupted at epoch %d, step %d; checkpoint saved. Continue with: celebae train --resume --out %s",
-            self.pos.epoch + 1,
-            self.pos.step,
-            self.run.path,
-        )
-        raise KeyboardInterrupt
+        if self.procs.main:
+            log.warning(
+                "stopped by %s at epoch %d, step %d; checkpoint saved. Continue with: celebae train --resume --out %s",
+                signal.Signals(signum).name,
+                self.pos.epoch + 1,
+                self.pos.step,
+                self.run.path,
+            )
+        raise Stopped(signum)
 
 
 def summarise(trainer: Trainer, test: dict[str, float]) -> dict[str, Any]:
@@ -448,25 +466,38 @@ def write_figures(run: RunDir, model: torch.nn.Module, test_images: Any, setting
     plot_losses(curves, run.loss_png, xlabel="epoch", ylabel=f"{settings.loss.upper()} loss", title=settings.label)
 
 
-class _StopFlag:
-    """The first Ctrl-C asks the loop to save and stop; a second one interrupts at once."""
+class Stopped(KeyboardInterrupt):
+    """Training stopped by a signal after saving a checkpoint; the CLI exits with 128 + its number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# Ctrl-C; what SLURM, Kubernetes, docker stop and torchrun send before a kill; SLURM's --signal warning
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR1", None)) if s is not None)
+
+
+class StopSignals:
+    """The first stop signal asks the loop to finish its step, save and stop; a second Ctrl-C interrupts at
+    once. Handlers are installed for the run only (and only from the main thread) and restored after."""
 
     def __init__(self) -> None:
-        self.raised = False
-        self.previous = None
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _StopFlag:
+    def __enter__(self) -> StopSignals:
         try:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         except ValueError:  # not the main thread: no signal handling
-            self.previous = None
+            self.previous = {}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.raised:
+        if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.raised = True
+        self.signum = self.signum or signum
 
     def __exit__(self, *exc: Any) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)

@@ -11,6 +11,7 @@
     RUN/eval-<split>.json        written by ``celebae evaluate``
     RUN/test_errors.npy          per-image test MSE of the final model, in the test split's order
     RUN/val_errors.npy           per-image validation MSE after each epoch (epochs × images; one process only)
+    RUN/.lock, RUN/.lock.json    the writer's lock (``claim.RunLock``) and who holds it
 
 ``RunDir`` is also the record of a run that sweeps, reports, plots and the demo read. Who may start
 writing one, and when, is ``claim``'s concern.
@@ -79,6 +80,14 @@ class RunDir:
     @property
     def failure_path(self) -> Path:
         return self.path / "failed.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / ".lock"
+
+    @property
+    def lock_holder_path(self) -> Path:
+        return self.path / ".lock.json"
 
     @property
     def tb_dir(self) -> Path:

@@ -111,7 +111,7 @@ class Settings:
     compile_mode: str = _f("default", "with --compile: default, reduce-overhead (CUDA graphs) or max-autotune")
     data_on_device: bool | None = _f(
         None,
-        "CUDA: hold each split on the GPU (default: when it fits in half the free memory; else pinned host memory)",
+        "CUDA: hold each split on the GPU (default: when it fits in half the free memory; else stream batches)",
     )
     cudnn_benchmark: bool | None = _f(None, "CUDA: let cuDNN time its convolution algorithms (default on)")
     deterministic: bool = _f(False, "bitwise-repeatable CUDA runs (deterministic kernels; slower)")
