@@ -123,12 +123,30 @@ def test_a_dangling_image_link_is_skipped_like_a_corrupt_file(tmp_path: Path, ca
     folder = tmp_path / "imgs"
     faces(folder, [f"f{i:02d}.png" for i in range(40)])
     (folder / "gone.jpg").symlink_to(folder / "deleted.jpg")  # its target was deleted
-    source = open_source(folder)
-    split = _split_of("gone.jpg", 0)
+    (folder / "away.jpg").symlink_to(tmp_path / "elsewhere" / "x.jpg")  # out of the folder, and gone
     with caplog.at_level("WARNING", logger="celebae"):
-        prepared = prepare_split(source, split, cache_dir=tmp_path / "c", progress=False)
-    assert "gone.jpg" not in prepared.files and f"skipped image {folder / 'gone.jpg'}: missing" in caplog.text
-    assert len(prepared.files) == len(source.splits[split]) - 1
+        source = open_source(folder)
+    listed = sum(source.splits.values(), [])
+    assert len(listed) == 40 and "gone.jpg" not in listed and "away.jpg" not in listed
+    for name in ("gone.jpg", "away.jpg"):
+        assert f"skipped image {folder / name}: a dangling link" in caplog.text
+    split = _split_of("f00.png", 0)
+    prepared = prepare_split(source, split, cache_dir=tmp_path / "c", progress=False)
+    assert prepared.files == source.splits[split]
+
+
+def test_a_dangling_link_in_a_celeba_folder_is_named(tmp_path: Path, celeba_sample: Path, caplog) -> None:
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    names = sorted(os.listdir(celeba_sample / "img_align_celeba"))[:30]
+    for name in names[:-1]:
+        (root / "img_align_celeba" / name).symlink_to(celeba_sample / "img_align_celeba" / name)
+    (root / "img_align_celeba" / names[-1]).symlink_to(tmp_path / "deleted.jpg")
+    shutil.copy(celeba_sample / "list_eval_partition.txt", root)
+    with caplog.at_level("WARNING", logger="celebae"):
+        source = open_source(root)
+    assert sum(map(len, source.splits.values())) == 29
+    assert f"skipped image {root / 'img_align_celeba' / names[-1]}: a dangling link" in caplog.text
 
 
 # ---- 4. the Python API's inputs ---------------------------------------------------------------------------------

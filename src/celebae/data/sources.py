@@ -120,7 +120,9 @@ def celeba_source(root: Path) -> Source:
         images = images / "img_align_celeba"
     if not images.is_dir():
         raise CelebaeError(f"{partition} found but no image folder {images}; unpack img_align_celeba.zip beside it")
-    present = {e.name for e in os.scandir(images) if e.is_file()}
+    entries = list(os.scandir(images))
+    present = {e.name for e in entries if e.is_file()}
+    warn_dangling([Path(e.path) for e in entries if e.is_symlink() and e.name not in present and is_image_file(e.name)])
     splits: dict[str, list[str]] = {s: [] for s in SPLITS}
     missing = 0
     for name, split in _read_partition(partition):
@@ -158,6 +160,7 @@ def list_images(root: Path, follow_links: bool = False) -> list[str]:
     seen_dirs: set[Path] = set()
     seen_files: set[Path] = set()
     files: list[str] = []
+    dangling: list[Path] = []
     plain, linked = [root], []  # folders reached without a link go first, so their names are the ones kept
     while plain or linked:
         folder = plain.pop() if plain else linked.pop()
@@ -173,6 +176,10 @@ def list_images(root: Path, follow_links: bool = False) -> list[str]:
         for entry in entries:
             path = Path(entry.path)
             target = path.resolve() if entry.is_symlink() else None
+            if target is not None and not target.exists():
+                if is_image_file(entry.name):
+                    dangling.append(path)
+                continue
             if target is not None and not follow_links and not target.is_relative_to(real_root):
                 continue
             if entry.is_dir():
@@ -182,7 +189,16 @@ def list_images(root: Path, follow_links: bool = False) -> list[str]:
                 if real_file not in seen_files:
                     seen_files.add(real_file)
                     files.append(path.relative_to(root).as_posix())
+    warn_dangling(dangling)
     return sorted(files)
+
+
+def warn_dangling(links: list[Path]) -> None:
+    """Name the links to images that lead nowhere, as skipped corrupt files are named."""
+    for link in sorted(links)[:10]:
+        log.warning("skipped image %s: a dangling link (to %s, which does not exist)", link, os.readlink(link))
+    if len(links) > 10:
+        log.warning("skipped %d dangling links to images (the first 10 are named above)", len(links))
 
 
 def folder_source(root: Path, seed: int = 0, follow_links: bool = False) -> Source:
