@@ -95,7 +95,8 @@ def _decode_chunk(task: tuple) -> list[tuple[int, str | None, bool]]:
         except OSError as err:  # removed after listing, a dangling link, unreadable (permissions)
             reason = "missing or a dangling link" if isinstance(err, FileNotFoundError) else "unreadable"
             report.append((i, f"{reason} ({err.strerror or err})", False))
-    out.flush()
+    # no flush here: the rows are in the shared page cache already, and an msync per chunk stalls the worker
+    # on the disk; the main process syncs the file once, before its manifest says it is complete
     return report
 
 
@@ -240,6 +241,11 @@ def _decode(
             bar.update(len(report))
     finally:
         bar.close()
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     decoded.seconds = time.perf_counter() - t0
     return decoded
 

@@ -4,11 +4,13 @@
     decoder: code N×code_size → images N×3×S×S float in [-1, 1]
 
 The batch dimension stays dynamic. ONNX uses PyTorch's torch.export-based exporter (it needs onnxscript,
-in the ``onnx`` extra); TorchScript is a trace (PyTorch deprecates TorchScript: prefer ONNX for new uses).
+in the ``onnx`` extra; torch 2.4, whose exporter takes no dynamic shapes, uses the TorchScript-based one);
+TorchScript is a trace (PyTorch deprecates TorchScript: prefer ONNX for new uses).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import warnings
 from pathlib import Path
@@ -92,6 +94,18 @@ def onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, 
         raise CelebaeError("ONNX export needs onnx and onnxscript: pip install 'celebae[onnx]'") from None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's notes on optional torchvision ops
+        if "dynamo" not in inspect.signature(torch.onnx.export).parameters:  # torch 2.4: the TorchScript exporter
+            batch = {0: "batch"}
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_axes={input_name: batch, output_name: batch},
+                opset_version=17,
+            )
+            return
         program = torch.onnx.export(
             module,
             (example,),
