@@ -50,7 +50,8 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 def test_a_preempted_run_saves_and_resumes_exactly(tmp_path: Path, sig: signal.Signals, code: int) -> None:
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert subprocess.run([sys.executable, "-m", "celebae", *RUN_FLAGS, "--out", str(straight)]).returncode == 0
-    proc = celebae(*RUN_FLAGS, "--out", str(stopped))
+    requeued = [*RUN_FLAGS, "--out", str(stopped), "--auto-resume"]  # one command for every start of the job
+    proc = celebae(*requeued)
     wait_for_steps(proc, stopped, 5)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -59,12 +60,15 @@ def test_a_preempted_run_saves_and_resumes_exactly(tmp_path: Path, sig: signal.S
     at = read_metadata(stopped / "checkpoints" / "last.safetensors")["position"]["step"]
     assert 0 < at < 2 * 320 // 8  # mid-run (320 training faces of 400, batch 8, 2 epochs)
     assert [r["step"] for r in read_metrics(stopped) if r["kind"] == "step"] == list(range(1, at + 1))
-    resumed = subprocess.run([sys.executable, "-m", "celebae", *RUN_FLAGS, "--out", str(stopped), "--resume"])
+    resumed = subprocess.run([sys.executable, "-m", "celebae", *requeued])
     assert resumed.returncode == 0
     a, b = weights(straight), weights(stopped)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     steps = [r["step"] for r in read_metrics(stopped) if r["kind"] == "step"]
     assert steps == [r["step"] for r in read_metrics(straight) if r["kind"] == "step"]  # each step once
+    again = subprocess.run([sys.executable, "-m", "celebae", *requeued], capture_output=True, text=True)
+    assert again.returncode == 0 and "has finished already" in again.stderr
+    assert weights(stopped).keys() == a.keys() and all(torch.equal(weights(stopped)[k], a[k]) for k in a)
 
 
 def test_a_second_writer_is_refused_by_name_and_touches_nothing(tmp_path: Path) -> None:

@@ -89,12 +89,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training.loop import train
     from .training.rundir import RunDir
 
-    if args.resume:
-        if not args.out:
-            raise CelebaeError("--resume needs --out RUN, the run directory to continue")
-        settings = RunDir(args.out).resume_settings(given_settings(args))
-    else:
-        settings = settings_from_args(args)
+    if (args.resume or args.auto_resume) and not args.out:
+        raise CelebaeError(f"{'--resume' if args.resume else '--auto-resume'} needs --out RUN, the run directory")
+    if args.auto_resume:  # the same command for every start of a job a scheduler may requeue
+        run = RunDir(args.out)
+        if run.state == "finished":
+            log.info("%s has finished already; nothing to do", run.path)
+            return 0
+        args.resume = run.resumable
+        args.overwrite = not run.resumable  # a start that died before its first checkpoint left nothing to keep
+    settings = RunDir(args.out).resume_settings(given_settings(args)) if args.resume else settings_from_args(args)
     summary = train(settings, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     if summary:
         keys = ("train_loss", "train_mse", "val_mse", "test_mse", "test_psnr", "params", "train_images_per_s", "wall_s")
@@ -328,6 +332,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         CONFIG,
         arg("--resume", action="store_true", help="continue the run in --out from its last checkpoint"),
         arg("--overwrite", action="store_true", help="replace the run already in --out (its files are removed)"),
+        arg(
+            "--auto-resume",
+            action="store_true",
+            help="resume --out if it has a checkpoint, else start it; exit 0 if it has finished (requeued jobs)",
+        ),
         QUIET,
         SettingsFlags(),
     ]),
