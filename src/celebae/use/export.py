@@ -94,7 +94,7 @@ def onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, 
         raise CelebaeError("ONNX export needs onnx and onnxscript: pip install 'celebae[onnx]'") from None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's notes on optional torchvision ops
-        if "dynamo" not in inspect.signature(torch.onnx.export).parameters:  # torch 2.4: the TorchScript exporter
+        if "dynamic_shapes" not in inspect.signature(torch.onnx.export).parameters:  # torch 2.4: TorchScript exporter
             batch = {0: "batch"}
             torch.onnx.export(
                 module,
