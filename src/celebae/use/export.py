@@ -104,6 +104,9 @@ def onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, 
                 output_names=[output_name],
                 dynamic_axes={input_name: batch, output_name: batch},
                 opset_version=17,
+                # the module is in eval mode already; EVAL would run torch 2.4's Conv+BN fusion, which is
+                # wrong for ConvTranspose + BatchNorm (outputs off by up to 3 in a test)
+                training=torch.onnx.TrainingMode.PRESERVE,
             )
             return
         program = torch.onnx.export(
