@@ -128,7 +128,8 @@ def train_and_watch(cmd: list[str], run: Path, steps: int, cache: Path, world: i
     err = proc.communicate(timeout=600)[1]
     done.set()
     watcher.join()
-    if proc.returncode not in (0, 143):
+    # 143: celebae saved and stopped; torchrun's agent itself exits 1 after passing SIGTERM to its workers
+    if proc.returncode not in (0, 143) and not (world > 1 and proc.returncode == 1):
         raise SystemExit(f"training failed ({proc.returncode}): {err[-2000:]}")
     from celebae import read_metrics
 
@@ -153,7 +154,15 @@ def train_cmd(data: Path, size: int, out: Path, world: int = 1) -> list[str]:
     ]
 
 
-def measure(size: int, steps: int, tmp: Path, full: Path, rows: list[str]) -> None:
+class Table(list):
+    """Rows of the results table, each printed as soon as it is measured."""
+
+    def append(self, row: str) -> None:
+        super().append(row)
+        print(row, flush=True)
+
+
+def measure(size: int, steps: int, tmp: Path, full: Path, rows: Table) -> None:
     cache = tmp / f"cache-{size}"
     one = one_core_rate(full, size)
     seconds = prepare(full, size, cache)
@@ -194,14 +203,13 @@ def main(argv: list[str] | None = None) -> None:
     if not (SAMPLE / "list_eval_partition.txt").exists():
         raise SystemExit(f"needs the CelebA sample at {SAMPLE}")
     tmp = Path(tempfile.mkdtemp(prefix="celebae-full-", dir=args.tmp))
-    rows = ["| what | measured | against | target |", "|---|---|---|---|"]
+    rows = Table(["| what | measured | against | target |", "|---|---|---|---|"])
     try:
         t0 = time.perf_counter()
         full = build_full_folder(tmp)
         print(f"full-size folder: 202,599 links in {time.perf_counter() - t0:.0f} s", flush=True)
         for size in map(int, args.sizes.split(",")):
             measure(size, args.steps, tmp, full, rows)
-            print("\n".join(rows), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     table = "\n".join(rows)

@@ -156,7 +156,7 @@ def studies(sizes: Sizes, device: torch.device, data: torch.Tensor, peak: float)
     total = 0.0
     for name in STUDIES:
         study_s = 0.0
-        for point in expand(load_study(ROOT / "experiments" / f"{name}.toml"), Path(tempfile.gettempdir())):
+        for point in expand(load_study(name), Path(tempfile.gettempdir())):
             fields = {k: getattr(point, k) for k in ("model", "batch_size", "nf_enc", "nf_dec")}
             s = settings_for(sizes, device, **fields, nf=point.width)
             r = time_steps(s, data, device, sizes)

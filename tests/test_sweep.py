@@ -32,13 +32,13 @@ TINY = {
 
 def test_the_report_studies_expand_as_the_report_ran_them(tmp_path: Path) -> None:
     def summary(name: str) -> list[tuple]:
-        points = expand(load_study(ROOT / "experiments" / f"{name}.toml"), tmp_path)
+        points = expand(load_study(name), tmp_path)
         return [(s.model, s.width, s.batch_size, s.epochs) for s in points]
 
     assert summary("exp1") == [("conv", 16, 16, 8), ("conv", 16, 32, 8), ("pool", 16, 16, 8), ("pool", 16, 32, 8)]
     assert summary("exp2") == [("conv", 32, 32, 8), ("conv", 64, 32, 8), ("conv", 32, 64, 8), ("conv", 64, 64, 8)]
     assert summary("exp3") == [("conv", 64, 64, 10), ("conv", 128, 128, 10), ("conv", 128, 256, 10)]
-    points = expand(load_study(ROOT / "experiments" / "exp1.toml"), tmp_path, {"epochs": 1, "data": "x"})
+    points = expand(load_study("exp1"), tmp_path, {"epochs": 1, "data": "x"})
     assert {(s.epochs, s.data) for s in points} == {(1, "x")}  # overrides reach every point
     assert Path(points[0].out) == tmp_path / "conv-bs16-nf16"
 
@@ -181,3 +181,49 @@ def test_plot_any_runs(tmp_path: Path) -> None:
     fig = tmp_path / "fig.png"
     assert main(["plot", *runs, "--out", str(fig), "--metric", "train", "--x", "step"]) == 0
     assert Image.open(fig).size[0] > 400
+
+
+def test_the_report_s_studies_ship_in_the_wheel(tmp_path: Path) -> None:
+    """Installed from a wheel (no clone, no experiments/ folder), `celebae sweep exp1` finds its study."""
+    wheel_dir, venv = tmp_path / "wheel", tmp_path / "venv"
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    # a fresh venv that sees this interpreter's packages (torch, numpy, …) but not the editable celebae
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    wheel = next(wheel_dir.glob("celebae-*.whl"))
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)], check=True)
+    where = subprocess.run([python, "-c", "import celebae; print(celebae.__file__)"], capture_output=True, text=True,
+                           cwd=tmp_path)  # fmt: skip
+    assert str(venv) in where.stdout, where.stdout + where.stderr
+    listed = subprocess.run([python, "-m", "celebae", "sweep", "--list"], capture_output=True, text=True, cwd=tmp_path)
+    assert [line.split(":")[0] for line in listed.stdout.splitlines()] == ["code_size", "exp1", "exp2", "exp3"]
+    dry = subprocess.run(
+        [python, "-m", "celebae", "sweep", "exp1", "--dry-run", "--out", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert dry.returncode == 0 and len(dry.stdout.splitlines()) == 4, dry.stderr
+    mine = tmp_path / "mine.toml"
+    mine.write_text("name = 'mine'\n[grid]\nbatch_size = [8, 16]\n")
+    own = subprocess.run([python, "-m", "celebae", "sweep", str(mine), "--dry-run"], capture_output=True, text=True,
+                         cwd=tmp_path)  # fmt: skip
+    assert own.returncode == 0 and len(own.stdout.splitlines()) == 2, own.stderr
+    missing = subprocess.run([python, "-m", "celebae", "sweep", "exp9"], capture_output=True, text=True, cwd=tmp_path)
+    assert missing.returncode == 2 and "neither a file nor a built-in study (code_size, exp1" in missing.stderr

@@ -150,8 +150,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .studies.sweep import parse_seeds, sweep
+    from .studies.sweep import builtin_studies, parse_seeds, sweep
 
+    if args.list:
+        for name, description in builtin_studies().items():
+            print(f"{name}: {description}")
+        return 0
+    if not args.study:
+        raise CelebaeError("name a study: a built-in one (celebae sweep --list) or a TOML file")
     overrides = {k: v for k, v in given_settings(args).items() if k != "out"}
     seeds = parse_seeds(args.seeds)
     records = sweep(args.study, args.sweep_out, overrides, parallel=args.parallel, dry_run=args.dry_run, seeds=seeds)
@@ -245,10 +251,50 @@ def cmd_rd(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .use.export import export
+    if args.format != "hub":
+        if args.with_onnx or args.push_to:
+            raise CelebaeError("--with-onnx and --push-to go with --format hub")
+        from .use.export import export
 
-    for path in export(args.run, args.format, args.out, args.checkpoint):
+        paths = export(args.run, args.format, args.out, args.checkpoint)
+    else:
+        from .use.share import export_hub, push
+
+        paths = export_hub(args.run, args.out, args.with_onnx, _card_evaluation(args.run))
+        if args.push_to:
+            paths.append(push(args.out, args.push_to))
+    for path in paths:
         print(path)
+    return 0
+
+
+def _card_evaluation(run: str) -> dict[str, Any] | None:
+    """The evaluation a model card reports: the run's, against PCA and JPEG; scored now if it has none (and
+    its data is here)."""
+    from .evaluation.scoring import evaluate
+    from .training.rundir import RunDir
+
+    path = RunDir(run).eval_path("test")
+    recorded = json.loads(path.read_text()) if path.exists() else None
+    if recorded and len(recorded["methods"]) > 3:  # the model's three code precisions, and baselines
+        return recorded
+    try:
+        return evaluate(run, baselines=("pca", "jpeg"))
+    except CelebaeError as err:
+        log.warning("the card will have no comparison with PCA and JPEG: %s", err)
+        return recorded
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    try:
+        from .use.app import launch
+    except ImportError as err:
+        raise CelebaeError(f"the explorer needs Gradio ({err.name} is missing): pip install 'celebae[app]'") from None
+    from .use.explorer import Explorer
+
+    explorer = Explorer(args.runs, args.data, args.split, args.limit, args.device)
+    log.info("codes of %d faces ready in %.1f s", len(explorer.split.files), explorer.setup_seconds)
+    launch(explorer, args.host, args.port)
     return 0
 
 
@@ -359,8 +405,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
     "prepare": (cmd_prepare, "Decode a data set's splits into the uint8 cache ahead of training.", [
         CONFIG, QUIET, SettingsFlags(only=DATA_SETTINGS),
     ]),
-    "sweep": (cmd_sweep, "Run every point of a study file (experiments/*.toml) into one sweep folder.", [
-        arg("study", help="study TOML file, e.g. experiments/exp1.toml"),
+    "sweep": (cmd_sweep, "Run every point of a study into one sweep folder: a built-in study (exp1, exp2, exp3, "
+              "code_size; --list) or your own TOML file.", [
+        arg("study", nargs="?", help="a built-in study's name (exp1) or a study TOML file"),
+        arg("--list", action="store_true", help="list the built-in studies"),
         arg("--out", dest="sweep_out", help="sweep folder (default runs/<study name>)"),
         arg("--dry-run", action="store_true", help="list the expanded runs and their state; train nothing"),
         arg("--parallel", type=at_least(1), help="runs at once (default: one per GPU when there are several)"),
@@ -413,11 +461,24 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         arg("--limit", type=at_least(1), help="only the first N images of the split (codecs are slow)"),
         DEVICE,
     ]),
-    "export": (cmd_export, "Export the encoder and decoder separately as ONNX or TorchScript.", [
+    "export": (cmd_export, "Export the encoder and decoder as ONNX or TorchScript, or the run as a Hub model folder.", [
         RUN,
-        arg("--format", choices=("onnx", "torchscript"), required=True),
+        arg("--format", choices=("onnx", "torchscript", "hub"), required=True,
+            help="hub: a model folder in the Hugging Face Hub's layout with a model card (celebae[hub])"),
         arg("--out", required=True, help="folder for the files"),
         CHECKPOINT,
+        arg("--with-onnx", action="store_true", help="hub: add encoder.onnx and decoder.onnx"),
+        arg("--push-to", metavar="USER/NAME", help="hub: upload the folder to this Hub repository"),
+    ]),
+    "explore": (cmd_explore, "A browser page (Gradio, offline) to reconstruct, compare, interpolate, find neighbours "
+                "and anomalies, and walk the code space of one or more runs.", [
+        arg("runs", nargs="+", metavar="RUN", help="run directories or model folders (several: compared)"),
+        arg("--data", help="the faces to explore (default: the first run's data)"),
+        arg("--split", default="test", choices=("train", "val", "test", "all")),
+        arg("--limit", type=at_least(1), default=2000, help="faces of the split to load (default 2000)"),
+        arg("--host", default="127.0.0.1", help="address to serve on (default: this machine only)"),
+        arg("--port", type=at_least(1), default=7860),
+        arg("--device", default="cpu"),
     ]),
     "demo": (cmd_demo, "Train conv and pool briefly (synthetic faces, or ./data/celeba if present) and write "
              "curves, reconstructions and summaries.", [

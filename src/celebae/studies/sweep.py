@@ -76,9 +76,30 @@ def parse_seeds(value: int | str | list[int] | None, where: str = "--seeds") -> 
     return seeds
 
 
-def load_study(path: str | Path) -> Study:
-    """Read a study file; a one-line error names what is wrong in it."""
-    path = Path(path)
+BUILTIN = Path(__file__).with_name("builtin")  # the report's studies, shipped with the package
+
+
+def builtin_studies() -> dict[str, str]:
+    """Name → description of the studies that ship with celebae (``celebae sweep exp1``)."""
+    return {p.stem: read_toml(p).get("description", "") for p in sorted(BUILTIN.glob("*.toml"))}
+
+
+def study_path(study: str | Path) -> Path:
+    """A study file's path: ``study`` itself where it is a file, else the built-in study of that name."""
+    path = Path(study)
+    if path.is_file() or path.suffix == ".toml" or len(path.parts) > 1:
+        return path  # a user's own file (read_toml says if it is missing)
+    if (BUILTIN / f"{study}.toml").is_file():
+        return BUILTIN / f"{study}.toml"
+    raise CelebaeError(
+        f"study {study!r} is neither a file nor a built-in study ({', '.join(builtin_studies())}); "
+        "see `celebae sweep --list`"
+    )
+
+
+def load_study(study: str | Path) -> Study:
+    """Read a study file (or a built-in study by name); a one-line error names what is wrong in it."""
+    path = study_path(study)
     raw = read_toml(path)
     unknown = sorted(set(raw) - STUDY_KEYS)
     if unknown:

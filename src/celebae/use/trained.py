@@ -19,6 +19,7 @@ from ..training import checkpoint as ckpt
 from ..training.device import resolve_device
 from ..training.rundir import RunDir
 from ..training.settings import Settings
+from . import hub
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, torch.Tensor]  # noqa: UP007 (runtime alias, Python 3.10)
 
@@ -153,18 +154,25 @@ def _name(item: ImageLike) -> str:
 
 
 def load(run: str | Path | RunDir, checkpoint: str = "best", device: str = "auto") -> TrainedRun:
-    """Load a run directory written by ``celebae train``; ``checkpoint`` is ``best`` or ``last``."""
-    run = run if isinstance(run, RunDir) else RunDir(run)
+    """Load a trained model: a run directory written by ``celebae train`` (``checkpoint`` is ``best`` or
+    ``last``), a model folder written by ``celebae export --format hub``, or a Hub repository ``user/name``
+    (fetched with ``huggingface_hub``, then loaded as a folder)."""
+    run = run if isinstance(run, RunDir) else RunDir(hub.resolve(run))
     if run.path.is_file():
         raise CelebaeError(f"{run.path} is a file, not a run directory; pass the folder `celebae train --out` made")
     if not run.path.is_dir():
         raise CelebaeError(f"run directory {run.path} does not exist")
-    weights = run.weights(checkpoint)
-    if not weights.exists():
-        raise CelebaeError(
-            f"{run.path} has no {weights.relative_to(run.path)}; is it a celebae run that finished an epoch?"
-        )
-    settings = Settings.from_dict(ckpt.read_metadata(weights)["settings"], str(weights))
+    if hub.is_hub_folder(run.path):
+        if checkpoint != "best":
+            raise CelebaeError(f"{run.path} is a model folder with one set of weights; it has no {checkpoint!r}")
+        weights, settings = hub.weights_path(run.path), hub.read_settings(run.path)
+    else:
+        weights = run.weights(checkpoint)
+        if not weights.exists():
+            raise CelebaeError(
+                f"{run.path} has no {weights.relative_to(run.path)}; is it a celebae run that finished an epoch?"
+            )
+        settings = Settings.from_dict(ckpt.read_metadata(weights)["settings"], str(weights))
     dev = resolve_device(device)
     model = build_model(settings.model, **settings.model_kwargs())
     ckpt.load_weights(model, weights)

@@ -1,0 +1,172 @@
+"""``celebae explore RUN [RUN ...]``: a trained model in the browser (Gradio, on 127.0.0.1, fully offline).
+
+    Reconstruct   a face (upload, webcam, or one of the split's) → reconstruction, per-pixel error, PSNR, SSIM,
+                  the code as a plot and as a file
+    Compare       two or more runs on the same faces (the report's Figure 3, for any faces and runs)
+    Interpolate   between two of the split's faces: a slider, and the strip
+    Neighbours    the k nearest faces of the split in code space
+    Anomalies     the split's least and most typical faces by reconstruction error
+    Walk          sliders along the first principal directions of the split's codes
+
+``Explorer`` holds the state and does the work (each action is a method, testable without a browser);
+``build_app`` lays it out as ``gr.Blocks``; ``explore`` launches it. Codes, errors and principal directions
+of the split are computed once, at start. Gradio comes with ``celebae[app]``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import to_uint8
+from ..errors import CelebaeError
+from ..quality.metrics import psnr_uint8, ssim_uint8
+from .latent import reconstruction_errors, split_images
+from .trained import TrainedRun, load
+
+MAX_PIXELS = 40_000_000  # a larger upload is refused with a message (PIL itself stops at ~179 MP)
+WALK_DIRECTIONS = 6
+
+
+def hwc(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """uint8 3×H×W → H×W×3 (what Gradio shows)."""
+    arr = x.cpu().numpy() if isinstance(x, torch.Tensor) else x
+    return np.ascontiguousarray(arr.transpose(1, 2, 0))
+
+
+def strip(images: list[np.ndarray], gap: int = 2) -> np.ndarray:
+    """H×W×3 images side by side, with white gaps."""
+    h = images[0].shape[0]
+    parts = []
+    for img in images:
+        parts += [img, np.full((h, gap, 3), 255, np.uint8)]
+    return np.concatenate(parts[:-1], axis=1)
+
+
+class Explorer:
+    """Runs, one split of images, and what the page computes from them."""
+
+    def __init__(self, runs: list[str | Path], data: str | None = None, split: str = "test", limit: int | None = 2000,
+                 device: str = "cpu"):  # fmt: skip
+        if not runs:
+            raise CelebaeError("explore needs at least one RUN")
+        self.runs: list[TrainedRun] = [load(r, device=device) for r in runs]
+        self.names = [_short_name(r.path) for r in self.runs]
+        sizes = {r.model.image_shape for r in self.runs}
+        if len(sizes) > 1:
+            raise CelebaeError(f"runs of different image sizes cannot be compared on the same faces: {sorted(sizes)}")
+        started = time.perf_counter()
+        self.split = split_images(self.runs[0], data, split, limit)
+        self.codes, self.mse, _ = reconstruction_errors(self.runs[0], self.split.pixels)
+        self.mean = self.codes.mean(0)
+        _, sdev, vt = np.linalg.svd(self.codes - self.mean, full_matrices=False)
+        self.directions = vt[:WALK_DIRECTIONS]
+        self.spread = sdev[:WALK_DIRECTIONS] / np.sqrt(max(1, len(self.codes) - 1))  # sd along each direction
+        self.setup_seconds = time.perf_counter() - started
+        self.out = Path(tempfile.mkdtemp(prefix="celebae-explore-"))
+
+    # ---- inputs ---------------------------------------------------------------------------------------------
+    def face(self, index: int) -> np.ndarray:
+        """The split's face ``index`` (H×W×3 uint8)."""
+        index = int(index)
+        if not 0 <= index < len(self.split.files):
+            raise CelebaeError(f"face number {index} is outside the split's 0–{len(self.split.files) - 1}")
+        return hwc(self.split.pixels[index])
+
+    def _image(self, image: Any, run: TrainedRun) -> torch.Tensor:
+        if image is None:
+            raise CelebaeError("no image: upload one, use the webcam, or take a face from the split")
+        if isinstance(image, np.ndarray) and image.ndim >= 2 and image.shape[0] * image.shape[1] > MAX_PIXELS:
+            raise CelebaeError(
+                f"that image has {image.shape[0] * image.shape[1]:,} pixels; use one under {MAX_PIXELS:,}"
+            )
+        if isinstance(image, np.ndarray) and image.dtype != np.uint8:
+            image = np.clip(image, 0, 255).astype(np.uint8)
+        return run.images(image)
+
+    # ---- actions --------------------------------------------------------------------------------------------
+    def reconstruct(
+        self, image: Any, run: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, np.ndarray]:
+        """(input, reconstruction, error map, PSNR, SSIM, code) of one image, as the model sees it."""
+        trained = self.runs[int(run)]
+        x = self._image(image, trained)
+        code = trained.encode_tensor(x)
+        xs, ys = to_uint8(x).cpu(), to_uint8(trained.decode(code)).cpu()
+        error = (xs.float() - ys.float()).abs().mean(0)  # per pixel, over the channels, 0–255
+        heat = _heat(error.numpy())
+        psnr = float(psnr_uint8(xs, ys)[0])
+        ssim = float(ssim_uint8(xs.numpy(), ys.numpy())[0])
+        return hwc(xs[0]), hwc(ys[0]), heat, psnr, ssim, code[0].cpu().numpy()
+
+    def save_code(self, code: np.ndarray) -> Path:
+        path = self.out / f"code-{time.strftime('%H%M%S')}-{os.getpid()}.npy"
+        np.save(path, np.asarray(code, np.float32))
+        return path
+
+    def compare(self, image: Any = None, first: int = 0, count: int = 6) -> np.ndarray:
+        """Rows: the faces (an uploaded one, or ``count`` of the split from ``first``), then each run's
+        reconstructions of them."""
+        if image is not None:
+            pixels = to_uint8(self._image(image, self.runs[0])).cpu().numpy()
+        else:
+            first, count = int(first), max(1, int(count))
+            pixels = self.split.pixels[first : first + count]
+            if len(pixels) == 0:
+                raise CelebaeError(f"face number {first} is outside the split's 0–{len(self.split.files) - 1}")
+        rows = [strip([hwc(p) for p in pixels])]
+        for run in self.runs:
+            codes = run.encode_batches(np.asarray(pixels))
+            rows.append(strip([hwc(p) for p in to_uint8(run.decode_batches(codes)).numpy()]))
+        gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
+        return np.concatenate([part for row in rows for part in (row, gap)][:-1])
+
+    def interpolate(self, a: int, b: int, t: float, steps: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """(the decoded mix at ``t`` in [0, 1], the strip from face ``a`` to face ``b``)."""
+        run, a, b = self.runs[0], int(a), int(b)
+        face_a, face_b = self.face(a), self.face(b)  # checks both numbers
+        za, zb = torch.from_numpy(self.codes[a]), torch.from_numpy(self.codes[b])
+        weights = torch.linspace(0, 1, max(2, int(steps)))
+        mixes = torch.stack([(1 - w) * za + w * zb for w in [float(t), *weights.tolist()]])
+        decoded = [hwc(p) for p in to_uint8(run.decode_batches(mixes)).numpy()]
+        return decoded[0], strip([face_a, *decoded[1:], face_b])
+
+    def neighbours(self, image: Any, k: int = 8) -> list[tuple[np.ndarray, str]]:
+        """The ``k`` faces of the split nearest to ``image`` in code space (cosine distance), nearest first."""
+        q = self.runs[0].encode_tensor(self._image(image, self.runs[0])).cpu()
+        codes = torch.from_numpy(self.codes)
+        dist = 1 - torch.nn.functional.cosine_similarity(codes, q, dim=1)
+        order = torch.argsort(dist)[: max(1, int(k))].numpy()
+        return [(self.face(i), f"{self.split.files[i]}  d={float(dist[i]):.3f}") for i in order]
+
+    def anomalies(self, n: int = 8) -> tuple[list[tuple[np.ndarray, str]], list[tuple[np.ndarray, str]]]:
+        """(the ``n`` most typical faces, the ``n`` least typical), by the first run's reconstruction MSE."""
+        order, n = np.argsort(self.mse), max(1, int(n))
+
+        def gallery(idx: np.ndarray) -> list[tuple[np.ndarray, str]]:
+            return [(self.face(i), f"{self.split.files[i]}  MSE {self.mse[i]:.4f}") for i in idx]
+
+        return gallery(order[:n]), gallery(order[::-1][:n])
+
+    def walk(self, *steps: float) -> np.ndarray:
+        """The face decoded at the split's mean code moved ``steps[i]`` standard deviations along direction i."""
+        offsets = np.asarray(steps, np.float32)[: len(self.directions)]
+        z = self.mean + (offsets * self.spread[: len(offsets)]) @ self.directions[: len(offsets)]
+        return hwc(to_uint8(self.runs[0].decode(torch.from_numpy(z[None].astype(np.float32))))[0].cpu())
+
+
+def _heat(error: np.ndarray) -> np.ndarray:
+    """A per-pixel error (0–255) as an RGB heat map (black → red → yellow → white)."""
+    e = np.clip(error / max(32.0, float(error.max())), 0, 1)
+    rgb = np.stack([np.clip(3 * e, 0, 1), np.clip(3 * e - 1, 0, 1), np.clip(3 * e - 2, 0, 1)], axis=-1)
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def _short_name(path: Path) -> str:
+    return "/".join(path.resolve().parts[-2:])

@@ -1,0 +1,98 @@
+"""A model folder in the Hugging Face Hub's layout: the one module that knows it, and how to fetch one.
+
+    DIR/config.json          what rebuilds the model and its preprocessing: model, its arguments, image size,
+                             code size, crop recipe, value range; and the run's resolved settings
+    DIR/model.safetensors    the weights: the run's checkpoint file itself (its SHA-256 of the data kept)
+    DIR/README.md            the model card (``huggingface_hub.ModelCard``: YAML header, then sections)
+    DIR/summary.json, metrics.csv, eval-test.json, reconstructions.png, loss.png   the run's record, as the
+                             run directory names them (``celebae.load(DIR).summary`` reads them the same way)
+    DIR/encoder.onnx, decoder.onnx, export.json                                    with ``--with-onnx``
+
+The first three are what ``PyTorchModelHubMixin.save_pretrained`` writes, so the Hub and its tools read
+the folder as a PyTorch model with a card. Writing one is ``use.share``'s; this module reads one, and
+``fetch`` downloads a Hub repository (``user/name``) with ``snapshot_download`` first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import CelebaeError
+from ..training.settings import Settings
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+CARD = "README.md"
+LIBRARY = "celebae"
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_EXTRA = "pip install 'celebae[hub]'"
+
+
+def is_hub_folder(path: Path) -> bool:
+    return (path / WEIGHTS).exists() or ((path / CONFIG).exists() and (path / CARD).exists())
+
+
+def weights_path(folder: Path) -> Path:
+    path = folder / WEIGHTS
+    if not path.exists():
+        raise CelebaeError(f"{folder} has no {WEIGHTS}; a celebae model folder holds {CONFIG} and {WEIGHTS}")
+    return path
+
+
+def model_config(settings: Settings, code_size: int, image_shape: tuple[int, ...]) -> dict[str, Any]:
+    """config.json: the model and its preprocessing, readable without celebae, and the full settings."""
+    return {
+        "library_name": LIBRARY,
+        "model": settings.model,
+        "model_args": settings.model_kwargs(),
+        "image_size": image_shape[-1],
+        "code_size": code_size,
+        "preprocessing": {
+            "crop": settings.crop,
+            "resize": f"{settings.crop}: see celebae.data.images (shorter side to the size, centre crop)",
+            "channels": "RGB, channels first",
+            "range": [-1.0, 1.0],
+            "from_uint8": "x / 127.5 - 1",
+        },
+        "settings": settings.to_dict(),
+    }
+
+
+def read_settings(folder: Path) -> Settings:
+    """The settings in ``folder``'s config.json, checked: a missing file or a wrong field is one line."""
+    path = folder / CONFIG
+    if not path.exists():
+        raise CelebaeError(f"{folder} has no {CONFIG}; export the run again with `celebae export RUN --format hub`")
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CelebaeError(f"{path} is not valid JSON ({err}); export the run again") from None
+    if not isinstance(config, dict) or config.get("library_name") != LIBRARY or "settings" not in config:
+        raise CelebaeError(f"{path} is not a celebae model's config (no library_name 'celebae' with its settings)")
+    settings = Settings.from_dict(config["settings"], str(path))
+    if config.get("model") != settings.model or config.get("model_args", {}) != settings.model_kwargs():
+        raise CelebaeError(f"{path}: model and model_args disagree with its settings; export the run again")
+    return settings
+
+
+def fetch(repo_id: str, revision: str | None = None) -> Path:
+    """A Hub repository's files in the local Hub cache (downloaded once) as a folder to load."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CelebaeError(f"loading {repo_id} from the Hugging Face Hub needs huggingface_hub: {HUB_EXTRA}") from None
+    try:
+        return Path(snapshot_download(repo_id, revision=revision))
+    except Exception as err:  # network, authentication, a missing repository: the library's own message
+        raise CelebaeError(f"cannot fetch {repo_id} from the Hugging Face Hub: {str(err).splitlines()[0]}") from None
+
+
+def resolve(run: str | Path) -> Path:
+    """A local folder as it is; ``user/name`` that is not a local path, fetched from the Hub."""
+    path = Path(run)
+    if not path.exists() and isinstance(run, str) and REPO_ID.match(run):
+        return fetch(run)
+    return path

@@ -1,0 +1,259 @@
+"""Share a trained run: a model folder in the Hugging Face Hub's layout with a model card, and its upload.
+
+    celebae export RUN --format hub --out DIR [--with-onnx] [--push-to user/name]
+
+The folder's layout is ``use.hub``'s. The card is written with ``huggingface_hub.ModelCard`` from a template:
+its YAML header (library, licence, tags, data, a ``model-index`` with the test MSE, PSNR and SSIM) and the
+sections a reader needs (what the model is, how to use it, data and recipe, evaluation against PCA and JPEG
+at equal bytes, limitations, figures). ``huggingface_hub`` and Jinja2 come with ``celebae[hub]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import CelebaeError
+from ..training.rundir import RunDir
+from . import hub
+from .export import export
+from .trained import TrainedRun, load
+
+CELEBA_LICENCE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+
+
+def export_hub(
+    run: str | Path, out: str | Path, with_onnx: bool = False, evaluation: dict[str, Any] | None = None
+) -> list[Path]:
+    """Write ``run``'s best weights, config, card and figures to ``out``; returns the files written.
+
+    ``evaluation`` is a ``celebae.evaluate`` result for the card (default: the run's own ``eval-test.json``,
+    where it has one)."""
+    trained = load(run, "best", device="cpu")
+    if hub.is_hub_folder(trained.path):
+        raise CelebaeError(f"{trained.path} is a model folder already; export a run directory")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise CelebaeError(f"{out} is not empty; choose a new folder for the model")
+    out.mkdir(parents=True, exist_ok=True)
+    source, dest = trained.run, RunDir(out)
+    evaluation = evaluation or _json(source.eval_path("test"))
+    shutil.copyfile(source.weights("best"), out / hub.WEIGHTS)
+    config = hub.model_config(trained.settings, trained.model.code_size, trained.model.image_shape)
+    (out / hub.CONFIG).write_text(json.dumps(config, indent=1) + "\n")
+    for src, dst in [
+        (source.summary_path, dest.summary_path),
+        (source.metrics_path, dest.metrics_path),
+        (source.eval_path("test"), dest.eval_path("test")),
+        (source.reconstructions_png, dest.reconstructions_png),
+        (source.loss_png, dest.loss_png),
+    ]:
+        if src.exists():
+            shutil.copyfile(src, dst)
+    if evaluation is not None and not dest.eval_path("test").exists():
+        dest.eval_path("test").write_text(json.dumps(evaluation, indent=1) + "\n")
+    if with_onnx:
+        export(trained.path, "onnx", out)
+    card = model_card(trained, evaluation, onnx=with_onnx, figures=dest.reconstructions_png.exists())
+    card.save(out / hub.CARD)
+    return sorted(p for p in out.iterdir() if p.is_file())
+
+
+def push(folder: str | Path, repo_id: str, private: bool = False) -> str:
+    """Upload a model folder to the Hub repository ``repo_id`` (created if needed); returns its address."""
+    try:
+        from huggingface_hub import HfApi
+    except ImportError:
+        raise CelebaeError(f"--push-to needs huggingface_hub: {hub.HUB_EXTRA}") from None
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="celebae export")
+    except Exception as err:  # network, authentication (huggingface-cli login), permissions
+        raise CelebaeError(f"cannot upload {folder} to {repo_id}: {str(err).splitlines()[0]}") from None
+    return f"https://huggingface.co/{repo_id}"
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def model_card(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: bool, figures: bool) -> Any:
+    """The model card: ``huggingface_hub.ModelCard`` filled from the run's record."""
+    try:
+        from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    except ImportError:
+        raise CelebaeError(f"--format hub needs huggingface_hub and Jinja2: {hub.HUB_EXTRA}") from None
+    s, summary = trained.settings, trained.summary or {}
+    celeba = s.data not in ("synthetic",) and Path(s.data).name.lower().startswith("celeba")
+    scores = _scores(evaluation, summary)
+    data_name = "CelebA (official split)" if celeba else Path(s.data).name
+    results = [
+        EvalResult(
+            task_type="image-to-image",
+            task_name="Image reconstruction",
+            dataset_type="celeba" if celeba else Path(s.data).name,
+            dataset_name=data_name,
+            dataset_split="test",
+            metric_type=key,
+            metric_name=label,
+            metric_value=round(value, 6),
+        )
+        for key, label, value in scores
+    ]
+    name = f"celebae-{s.model}-nf{s.width}-{s.size}px"
+    data = ModelCardData(
+        library_name=hub.LIBRARY,
+        license="other" if celeba else "mit",
+        license_name="celeba-non-commercial-research" if celeba else None,
+        license_link=CELEBA_LICENCE if celeba else None,
+        tags=["autoencoder", "image-reconstruction", "dimensionality-reduction", "faces", "pytorch", "celebae"],
+        datasets=["celeba"] if celeba else None,
+        metrics=[key for key, _, _ in scores],
+        model_name=name,
+        eval_results=results or None,
+    )
+    return ModelCard.from_template(data, template_str=CARD_TEMPLATE, **_card_values(trained, evaluation, onnx, figures))
+
+
+def _scores(evaluation: dict[str, Any] | None, summary: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """(metric, label, value) on the test split: the evaluation's (best weights), else the summary's."""
+    source = evaluation or {"mse": summary.get("test_mse"), "psnr": summary.get("test_psnr")}
+    labels = {"mse": "MSE (pixels in [-1, 1])", "psnr": "PSNR (dB)", "ssim": "SSIM"}
+    return [(k, label, float(source[k])) for k, label in labels.items() if source.get(k) is not None]
+
+
+def _card_values(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: bool, figures: bool) -> dict:
+    s, summary, model = trained.settings, trained.summary or {}, trained.model
+    numbers = math.prod(model.image_shape)
+    rows = evaluation["methods"] if evaluation else []
+    return {
+        "title": f"celebae {s.model} (nf {s.width}, {s.size}×{s.size}, {model.code_size}-number code)",
+        "model": s.model,
+        "model_label": {"conv": "Model 1, strided convolutions", "pool": "Model 2, pooling and upsampling"}.get(
+            s.model, s.model
+        ),
+        "params": f"{sum(p.numel() for p in model.parameters()):,}",
+        "code_size": model.code_size,
+        "numbers": f"{numbers:,}",
+        "kept": f"{100 * model.code_size / numbers:.2f}",
+        "size": s.size,
+        "crop": s.crop,
+        "onnx": onnx,
+        "figures": figures,
+        "data": s.data,
+        "splits": summary.get("splits", {}),
+        "recipe": _recipe(s, summary),
+        "evaluation": [_row(r) for r in rows],
+        "eval_images": evaluation.get("images") if evaluation else None,
+        "test_mse": summary.get("test_mse"),
+        "test_psnr": summary.get("test_psnr"),
+        "celeba": s.data != "synthetic" and Path(s.data).name.lower().startswith("celeba"),
+    }
+
+
+def _recipe(s: Any, summary: dict[str, Any]) -> list[tuple[str, str]]:
+    wall = summary.get("wall_s")
+    return [
+        ("loss", s.loss),
+        ("optimiser", f"Adam, learning rate {s.lr:g}"),
+        ("epochs", str(summary.get("epochs", s.epochs))),
+        ("optimiser steps", f"{summary.get('steps', 0):,}"),
+        ("batch size", str(s.batch_size)),
+        ("precision", str(summary.get("precision", s.precision))),
+        ("seed", str(s.seed)),
+        ("wall time", f"{wall / 60:.1f} min" if wall else "–"),
+        (
+            "hardware",
+            f"{summary.get('device', '?')} × {summary.get('world_size', 1)}, torch {summary.get('torch', '?')}",
+        ),
+    ]
+
+
+def _row(r: dict[str, Any]) -> str:
+    if r.get("mse") is None:
+        return f"| {r['method']} | – | – | – | – ({r.get('note', '')}) |"
+    return f"| {r['method']} | {r['bytes']:,.0f} | {r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
+
+
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+A deep convolutional autoencoder for faces, trained with celebae: the
+report's **{{ model_label }}** (`{{ model }}`), {{ params }} parameters. It compresses a 3×{{ size }}×{{ size }}
+face ({{ numbers }} numbers) into a code of **{{ code_size }} numbers** ({{ kept }} % of the input) and back.
+Uses: dimensionality reduction, feature extraction, anomaly detection (reconstruction error).
+
+## How to use
+
+```python
+import celebae                      # pip install 'celebae[hub]'
+run = celebae.load("this/folder")   # a local folder, or the Hub repository's name
+codes = run.encode(["face.jpg"])    # N×{{ code_size }}; run.reconstruct("face.jpg") gives (inputs, outputs)
+```
+
+Images are prepared as in training: RGB, {{ crop }} to {{ size }}×{{ size }} (shorter side to {{ size }}, centre
+crop), values `x / 127.5 - 1` in [-1, 1], channels first.
+{% if onnx %}
+Without celebae or PyTorch, with onnxruntime alone (`encoder.onnx`, `decoder.onnx`):
+
+```python
+import numpy as np, onnxruntime
+from PIL import Image
+img = Image.open("face.jpg").convert("RGB")
+w, h = img.size; s = {{ size }} / min(w, h)
+img = img.resize((round(w * s), round(h * s)), Image.BICUBIC)
+l, t = (img.width - {{ size }}) // 2, (img.height - {{ size }}) // 2
+x = (np.asarray(img.crop((l, t, l + {{ size }}, t + {{ size }})), np.float32) / 127.5 - 1).transpose(2, 0, 1)[None]
+code = onnxruntime.InferenceSession("encoder.onnx").run(None, {"images": x})[0]       # 1×{{ code_size }}
+faces = onnxruntime.InferenceSession("decoder.onnx").run(None, {"code": code})[0]     # 1×3×{{ size }}×{{ size }}
+```
+{% endif %}
+## Training data and recipe
+
+Data: `{{ data }}`{% if splits %}, {{ splits.get("train", 0) }} train / {{ splits.get("val", 0) }} validation /
+{{ splits.get("test", 0) }} test images{% endif %}.
+
+| setting | value |
+|---|---|
+{% for key, value in recipe %}| {{ key }} | {{ value }} |
+{% endfor %}
+## Evaluation
+{% if evaluation %}
+On {{ eval_images }} test images, the model's code against PCA and JPEG at the same number of bytes per image
+(`celebae evaluate RUN --baselines pca,jpeg`; MSE on pixels in [-1, 1]):
+
+| method | bytes per image | MSE | PSNR (dB) | SSIM |
+|---|---|---|---|---|
+{% for row in evaluation %}{{ row }}
+{% endfor %}{% else %}
+Test MSE {{ "%.5f"|format(test_mse) if test_mse is not none else "–" }}, PSNR
+{{ "%.2f"|format(test_psnr) if test_psnr is not none else "–" }} dB (the final model, from training). No comparison
+with baselines was recorded: run `celebae evaluate RUN --baselines pca,jpeg` before exporting.
+{% endif %}
+## Limitations
+{% if celeba %}
+Trained on CelebA: aligned, frontal faces of celebrities, mostly young and light-skinned; it reconstructs other
+faces, poses and crops worse, and its reconstruction error reflects that skew as much as anything anomalous.
+CelebA's licence allows non-commercial research only, and so do these weights.
+{% else %}
+Trained on `{{ data }}`, not on CelebA: its quality on real faces is not measured here.
+{% endif %}The code is not a generative latent space (no prior is fitted): decoding arbitrary codes gives blurry
+or meaningless images.
+{% if figures %}
+## Figures
+
+Test images (top) and their reconstructions (bottom):
+
+![reconstructions](reconstructions.png)
+
+Loss curves:
+
+![loss](loss.png)
+{% endif %}"""
