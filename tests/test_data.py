@@ -166,7 +166,9 @@ def test_odd_modes_are_converted(tmp_path: Path) -> None:
     deep = tmp_path / "deep.png"
     Image.fromarray(np.full((150, 150), 65535 // 2, np.uint16)).save(deep)
     palette = tmp_path / "palette.bmp"
-    Image.new("P", (150, 150), 3).save(palette)
+    indexed = Image.new("P", (150, 150), 3)
+    indexed.putpalette(list(range(256)) * 3)  # a full palette: Pillow 12's BMP writer truncates the default one
+    indexed.save(palette)
     assert np.all(load_image(grey)[0] == 100)
     assert np.all(load_image(rgba)[0] == 255)
     red = load_image(cmyk)[0]

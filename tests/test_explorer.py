@@ -89,7 +89,7 @@ def test_the_endpoints_answer_like_the_api(server: str, explorer: Explorer, runs
     assert np.array_equal(_png(seen), _hwc(x[0]))
     assert np.array_equal(_png(out), _hwc(y[0]))  # the reconstruction equals run.reconstruct's
     np.testing.assert_array_equal(np.load(code_file), celebae.load(runs[0], device="cpu").encode(face)[0].numpy())
-    assert psnr == pytest.approx(explorer.reconstruct(np.asarray(Image.open(face)), 0)[3])
+    assert psnr == pytest.approx(explorer.reconstruct(np.asarray(Image.open(face)), 0)[3], abs=0.005)  # shown to 0.01
     pool = client.predict(gradio_client.handle_file(str(face)), 1, api_name="/reconstruct")
     assert np.array_equal(
         _png(pool[1]), celebae.load(runs[1], device="cpu").reconstruct(face)[1][0].numpy().transpose(1, 2, 0)
@@ -123,8 +123,8 @@ def test_bad_input_gives_a_message_and_the_server_keeps_serving(
         Image.open(face).resize((9, 7)).save(path)
     elif kind == "huge":
         Image.new("RGB", (8000, 6000), (120, 90, 60)).save(path)
-    if kind in ("not an image", "huge", "out of range"):
-        with pytest.raises(Exception, match="image|outside|pixels") as err:
+    if kind in ("not an image", "tiny", "huge", "out of range"):
+        with pytest.raises(Exception, match="cannot identify image|too small|pixels; use one under|outside") as err:
             if kind == "out of range":
                 client.predict(999, api_name="/face")
             else:
@@ -161,7 +161,8 @@ def test_the_page_in_a_browser(server: str, face: Path, tmp_path: Path) -> None:
         page.goto(server, wait_until="networkidle")
         page.locator("input[type=file]").first.set_input_files(str(face))
         page.get_by_role("button", name="Reconstruct").click()
-        page.get_by_label("reconstruction").locator("img").wait_for(timeout=30_000)
+        # the upload, then the input as seen, the reconstruction and the error map arrive as served files
+        page.wait_for_function("document.querySelectorAll('img[src*=\"gradio_api/file\"]').length >= 4", timeout=30_000)
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert elsewhere == []  # nothing fetched from outside this machine

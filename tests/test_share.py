@@ -70,6 +70,22 @@ def test_the_onnx_files_reproduce_the_model(folder: Path) -> None:
     np.testing.assert_allclose(code, trained.encode_tensor(x).numpy(), atol=1e-4)
 
 
+def test_the_card_s_onnx_recipe_gives_celebae_s_codes(folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    face = tmp_path / "face.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (218, 178, 3), np.uint8)).save(face)  # CelebA's shape
+    text = (folder / "README.md").read_text()
+    snippet = text.split("onnxruntime alone")[1].split("```python\n")[1].split("```")[0]
+    names: dict = {}
+    exec(snippet.replace('"face.jpg"', repr(str(face))).replace('"encoder.onnx"', repr(str(folder / "encoder.onnx")))
+         .replace('"decoder.onnx"', repr(str(folder / "decoder.onnx"))), names)  # fmt: skip
+    trained = celebae.load(folder)
+    np.testing.assert_array_equal(names["x"], trained.images(face).numpy())  # the same pixels, to the bit
+    np.testing.assert_allclose(names["code"], trained.encode(face).numpy(), atol=1e-4)
+
+
 def test_every_tool_takes_the_folder(folder: Path, tmp_path: Path) -> None:
     face = tmp_path / "face.png"
     from PIL import Image

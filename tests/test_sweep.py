@@ -203,11 +203,16 @@ def test_the_report_s_studies_ship_in_the_wheel(tmp_path: Path) -> None:
         text=True,
     )
     assert built.returncode == 0, built.stderr[-2000:]
-    # a fresh venv that sees this interpreter's packages (torch, numpy, …) but not the editable celebae
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # a fresh venv that sees this interpreter's packages (torch, numpy, …) through a .pth file, but not the
+    # editable celebae (its finder lives in a .pth of those folders, and .pth files there are not read)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
+    site = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    folders = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (Path(site) / "celebae-test-deps.pth").write_text("\n".join(folders) + "\n")
     wheel = next(wheel_dir.glob("celebae-*.whl"))
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", wheel], check=True)
     where = subprocess.run([python, "-c", "import celebae; print(celebae.__file__)"], capture_output=True, text=True,
                            cwd=tmp_path)  # fmt: skip
     assert str(venv) in where.stdout, where.stdout + where.stderr

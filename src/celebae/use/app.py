@@ -55,7 +55,7 @@ def _reconstruct_tab(ex: Explorer) -> None:
         out = gr.Image(label="reconstruction", format="png")
         heat = gr.Image(label="per-pixel error", format="png")
     with gr.Row():
-        psnr, ssim = gr.Number(label="PSNR (dB)"), gr.Number(label="SSIM")
+        psnr, ssim = gr.Number(label="PSNR (dB)", precision=2), gr.Number(label="SSIM", precision=4)
         file = gr.File(label="the code (.npy)")
     plot = gr.LinePlot(x="index", y="value", label="the code", height=200)
     take.click(_guard(ex.face), face, image, api_name="face")
@@ -151,6 +151,7 @@ def launch(ex: Explorer, host: str = "127.0.0.1", port: int | None = None, block
             server_name=host,
             server_port=port,
             share=False,
+            show_error=True,  # a file that is not an image fails in Gradio's own decoding: show its message
             prevent_thread_lock=True,
             ssr_mode=False,
             theme=theme,

@@ -99,7 +99,7 @@ class Explorer:
         x = self._image(image, trained)
         code = trained.encode_tensor(x)
         xs, ys = to_uint8(x).cpu(), to_uint8(trained.decode(code)).cpu()
-        error = (xs.float() - ys.float()).abs().mean(0)  # per pixel, over the channels, 0–255
+        error = (xs[0].float() - ys[0].float()).abs().mean(0)  # per pixel, over the channels, 0–255
         heat = _heat(error.numpy())
         psnr = float(psnr_uint8(xs, ys)[0])
         ssim = float(ssim_uint8(xs.numpy(), ys.numpy())[0])

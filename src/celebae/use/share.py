@@ -143,9 +143,10 @@ def _card_values(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: b
         "size": s.size,
         "crop": s.crop,
         "onnx": onnx,
+        "preprocess": PREPROCESS[s.crop].format(size=s.size),
         "figures": figures,
-        "data": s.data,
-        "splits": summary.get("splits", {}),
+        "data": "synthetic faces" if s.data == "synthetic" else Path(s.data).name,  # no machine's path
+        "splits": {k: f"{v:,}" for k, v in summary.get("splits", {}).items()},
         "recipe": _recipe(s, summary),
         "evaluation": [_row(r) for r in rows],
         "eval_images": evaluation.get("images") if evaluation else None,
@@ -165,7 +166,7 @@ def _recipe(s: Any, summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("batch size", str(s.batch_size)),
         ("precision", str(summary.get("precision", s.precision))),
         ("seed", str(s.seed)),
-        ("wall time", f"{wall / 60:.1f} min" if wall else "–"),
+        ("wall time", (f"{wall / 60:.1f} min" if wall >= 60 else f"{wall:.0f} s") if wall else "–"),
         (
             "hardware",
             f"{summary.get('device', '?')} × {summary.get('world_size', 1)}, torch {summary.get('torch', '?')}",
@@ -178,6 +179,19 @@ def _row(r: dict[str, Any]) -> str:
         return f"| {r['method']} | – | – | – | – ({r.get('note', '')}) |"
     return f"| {r['method']} | {r['bytes']:,.0f} | {r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
 
+
+# celebae.data.images.square, spelled out for readers without celebae (the card's test runs it)
+PREPROCESS = {
+    "resize-crop": """w, h = img.size; short, long = min(w, h), max(w, h)   # shorter side to {size}, centre crop
+new = ({size}, int({size} * long / short)) if w <= h else (int({size} * long / short), {size})
+img = img.resize(new, Image.BILINEAR) if new != img.size else img
+top, left = round((img.height - {size}) / 2), round((img.width - {size}) / 2)
+img = img.crop((left, top, left + {size}, top + {size}))""",
+    "crop-resize": """w, h = img.size; side = min(w, h)                      # centre square, then {size}×{size}
+top, left = round((h - side) / 2), round((w - side) / 2)
+img = img.crop((left, top, left + side, top + side))
+img = img.resize(({size}, {size}), Image.BILINEAR) if side != {size} else img""",
+}
 
 CARD_TEMPLATE = """---
 {{ card_data }}
@@ -201,23 +215,23 @@ codes = run.encode(["face.jpg"])    # N×{{ code_size }}; run.reconstruct("face.
 Images are prepared as in training: RGB, {{ crop }} to {{ size }}×{{ size }} (shorter side to {{ size }}, centre
 crop), values `x / 127.5 - 1` in [-1, 1], channels first.
 {% if onnx %}
-Without celebae or PyTorch, with onnxruntime alone (`encoder.onnx`, `decoder.onnx`):
+Without celebae or PyTorch, with onnxruntime alone (`encoder.onnx`, `decoder.onnx`), preparing the image
+exactly as celebae does:
 
 ```python
 import numpy as np, onnxruntime
 from PIL import Image
 img = Image.open("face.jpg").convert("RGB")
-w, h = img.size; s = {{ size }} / min(w, h)
-img = img.resize((round(w * s), round(h * s)), Image.BICUBIC)
-l, t = (img.width - {{ size }}) // 2, (img.height - {{ size }}) // 2
-x = (np.asarray(img.crop((l, t, l + {{ size }}, t + {{ size }})), np.float32) / 127.5 - 1).transpose(2, 0, 1)[None]
+{{ preprocess }}
+x = (np.asarray(img, np.float32) / 127.5 - 1).transpose(2, 0, 1)[None]                # 1×3×{{ size }}×{{ size }}
 code = onnxruntime.InferenceSession("encoder.onnx").run(None, {"images": x})[0]       # 1×{{ code_size }}
 faces = onnxruntime.InferenceSession("decoder.onnx").run(None, {"code": code})[0]     # 1×3×{{ size }}×{{ size }}
 ```
 {% endif %}
 ## Training data and recipe
 
-Data: `{{ data }}`{% if splits %}, {{ splits.get("train", 0) }} train / {{ splits.get("val", 0) }} validation /
+Data: `{{ data }}`{% if celeba %} (CelebA's layout and official split){% endif %}{% if splits %}:
+{{ splits.get("train", 0) }} train / {{ splits.get("val", 0) }} validation /
 {{ splits.get("test", 0) }} test images{% endif %}.
 
 | setting | value |

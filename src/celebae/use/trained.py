@@ -150,7 +150,9 @@ def _array_to_image(item: np.ndarray | torch.Tensor) -> Image.Image:
 
 
 def _name(item: ImageLike) -> str:
-    return str(item) if isinstance(item, (str, Path)) else f"of size {getattr(item, 'size', None) or tuple(item.shape)}"
+    if isinstance(item, (str, Path)):
+        return str(item)
+    return f"of size {item.size if isinstance(item, Image.Image) else tuple(item.shape)}"
 
 
 def load(run: str | Path | RunDir, checkpoint: str = "best", device: str = "auto") -> TrainedRun:
