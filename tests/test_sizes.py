@@ -117,3 +117,16 @@ def test_rd_writes_every_method_within_its_budget(run64: Path, tmp_path: Path) -
     psnr = {r["method"]: float(r["psnr"]) for r in rows if r["method"].startswith("conv")}
     assert psnr["conv code (4-bit)"] > 5 and abs(psnr["conv code (8-bit)"] - psnr["conv code (float32)"]) < 0.5
     assert Image.open(tmp_path / "rd.png").size[0] > 800
+
+
+def test_rd_names_its_data_by_a_short_name(run64: Path, tmp_path: Path, monkeypatch) -> None:
+    import celebae.evaluation.rd as rd
+
+    folder = tmp_path / "my-faces"  # an absolute path, as users give it: the figure names the folder only
+    folder.mkdir()
+    for i in range(60):
+        Image.fromarray(draw_face(i, 5).transpose(1, 2, 0)).save(folder / f"f{i:02d}.png")
+    titles = []
+    monkeypatch.setattr(rd, "plot_rate_distortion", lambda curves, path, title: titles.append(title) or path)
+    assert main(["rd", str(run64), "--data", str(folder), "--out", str(tmp_path / "rd"), "--limit", "4"]) == 0
+    assert titles and "my-faces" in titles[0] and str(tmp_path) not in titles[0], titles
