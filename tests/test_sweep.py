@@ -217,7 +217,13 @@ def test_the_report_s_studies_ship_in_the_wheel(tmp_path: Path) -> None:
                            cwd=tmp_path)  # fmt: skip
     assert str(venv) in where.stdout, where.stdout + where.stderr
     listed = subprocess.run([python, "-m", "celebae", "sweep", "--list"], capture_output=True, text=True, cwd=tmp_path)
-    assert [line.split(":")[0] for line in listed.stdout.splitlines()] == ["code_size", "exp1", "exp2", "exp3"]
+    assert [line.split(":")[0] for line in listed.stdout.splitlines()] == [
+        "code_size",
+        "exp1",
+        "exp2",
+        "exp3",
+        "recipe",
+    ]
     dry = subprocess.run(
         [python, "-m", "celebae", "sweep", "exp1", "--dry-run", "--out", str(tmp_path / "s")],
         capture_output=True,

@@ -20,6 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 
+from .augment import augment, batch_generator
+
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] → float32 [-1, 1]."""
@@ -82,6 +84,7 @@ class Batches:
         rank: int = 0,
         world: int = 1,
         channels_last: bool = False,
+        augment: tuple[str, int] | None = None,
     ):
         if batch_size % world:
             raise ValueError(f"batch size {batch_size} does not split evenly over {world} processes")
@@ -90,6 +93,7 @@ class Batches:
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.rank, self.world = rank, world
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.augment = augment if augment and augment[0] != "none" else None  # (kind, shift): data.augment
 
     def __len__(self) -> int:
         n = len(self.data)
@@ -102,21 +106,21 @@ class Batches:
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[torch.Tensor]:
         """Float batches of ``epoch`` from batch number ``start`` on (to resume mid-epoch)."""
         order = self.indices(epoch).to(self.data.device)
-        picks = [self._pick(order, b) for b in range(start, len(self))]
-        picks = [idx for idx in picks if len(idx)]
+        picks = [(b, self._pick(order, b)) for b in range(start, len(self))]
+        picks = [(b, idx) for b, idx in picks if len(idx)]
         if self.data.device.type != "cpu":  # on the GPU already: a gather there, nothing to overlap
-            for idx in picks:
-                yield self._convert(self.data.index_select(0, idx))
+            for b, idx in picks:
+                yield self._convert(self.data.index_select(0, idx), epoch, b)
             return
         pinned = self.device.type == "cuda"
         with ThreadPoolExecutor(1, thread_name_prefix="celebae-gather") as pool:
-            ahead: list[Future] = [pool.submit(self._gather, idx, pinned) for idx in picks[:PREFETCH]]
+            ahead: list[Future] = [pool.submit(self._gather, idx, pinned) for _, idx in picks[:PREFETCH]]
             try:
-                for b in range(len(picks)):
-                    if b + PREFETCH < len(picks):
-                        ahead.append(pool.submit(self._gather, picks[b + PREFETCH], pinned))
-                    yield self._convert(ahead[b].result().to(self.device, non_blocking=pinned))
-                    ahead[b] = None  # the batch is the step's now
+                for i, (b, _) in enumerate(picks):
+                    if i + PREFETCH < len(picks):
+                        ahead.append(pool.submit(self._gather, picks[i + PREFETCH][1], pinned))
+                    yield self._convert(ahead[i].result().to(self.device, non_blocking=pinned), epoch, b)
+                    ahead[i] = None  # the batch is the step's now
             finally:
                 for future in ahead:
                     if future is not None:
@@ -131,5 +135,9 @@ class Batches:
         out = torch.empty((len(idx), *self.data.shape[1:]), dtype=self.data.dtype, pin_memory=pinned)
         return torch.index_select(self.data, 0, idx, out=out)
 
-    def _convert(self, x: torch.Tensor) -> torch.Tensor:
-        return to_unit_range(x).contiguous(memory_format=self.memory_format)
+    def _convert(self, x: torch.Tensor, epoch: int, b: int) -> torch.Tensor:
+        x = to_unit_range(x)
+        if self.augment is not None:
+            draw = batch_generator(x.device, self.seed, epoch, b, self.rank)
+            x = augment(x, *self.augment, draw)
+        return x.contiguous(memory_format=self.memory_format)

@@ -9,7 +9,7 @@ into its own run directory under one sweep folder.
     [grid]                # every combination
     batch_size = [32, 64]
     nf = [32, 64]
-    [[points]]            # and/or single points
+    [[points]]            # and/or single points (``name``, optional, is the point's folder)
     batch_size = 128
     nf = 128
     seeds = [0, 1, 2]     # optional: every point once per seed (or seeds = 3), in POINT/seed-K
@@ -150,12 +150,14 @@ def expand(
     combos += study.points
     if not combos:
         combos = [{}]
-    varying = sorted({k for c in combos for k in c})
+    varying = sorted({k for c in combos for k in c} - {"name"})
     points, names = [], set()
     for i, combo in enumerate(combos):
+        combo = dict(combo)
+        given = combo.pop("name", None)  # a point may name itself (its folder)
         values = {**study.settings, **combo, **overrides}
         settings = Settings.from_dict(values, f"study {study.name}, point {i + 1}")
-        name = point_name(settings, varying)
+        name = str(given) if given else point_name(settings, varying)
         if name in names:
             raise CelebaeError(f"study {study.name}: two points are both {name}; make the points differ")
         names.add(name)

@@ -113,8 +113,15 @@ def _previous(path: Path) -> Path:
     return path.with_name(path.name.replace(".safetensors", ".prev.safetensors"))
 
 
-def save_state(optimizer: torch.optim.Optimizer, path: Path, position: dict[str, Any]) -> None:
-    """Adam's state, the RNG states and ``position`` (JSON-able) into one safetensors file.
+def save_state(
+    optimizer: torch.optim.Optimizer,
+    path: Path,
+    position: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Adam's state, the RNG states and ``position`` (JSON-able) into one safetensors file, with whatever
+    else resuming needs: ``extra`` (JSON-able: the schedule's state) and ``extra_tensors`` (the EMA weights).
 
     The state is saved before the weights; the one it replaces is kept as ``*.prev.safetensors``, so a
     kill between the two saves leaves a state that matches the weights on disk (``matching_state``).
@@ -129,7 +136,9 @@ def save_state(optimizer: torch.optim.Optimizer, path: Path, position: dict[str,
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
+    tensors.update({f"extra.{k}": v.detach().contiguous() for k, v in (extra_tensors or {}).items()})
     meta = {"format": FORMAT, "param_groups": json.dumps(opt["param_groups"]), "position": json.dumps(position)}
+    meta["extra"] = json.dumps(extra or {})
     if path.exists():
         os.replace(path, _previous(path))
     _atomic_save(tensors, path, meta)
@@ -149,6 +158,13 @@ def matching_state(weights: Path, state: Path) -> Path:
         f"no training state in {state.parent} matches {weights.name} (step {step}); "
         "the run can be evaluated but not resumed"
     )
+
+
+def read_extras(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The ``extra`` and ``extra_tensors`` a state file was saved with (empty for an older file)."""
+    tensors, meta = _load_checked(path, "training state")
+    more = {k.removeprefix("extra."): v for k, v in tensors.items() if k.startswith("extra.")}
+    return json.loads(meta.get("extra") or "{}"), more
 
 
 def load_state(optimizer: torch.optim.Optimizer, path: Path) -> dict[str, Any]:

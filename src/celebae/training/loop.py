@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..data import Batches, PreparedSplit, load_split, place, to_uint8, to_unit_range
@@ -32,6 +33,7 @@ from .claim import claim
 from .device import adam, autocast, backends, resolve_device, resolve_precision, tune_allocator
 from .distributed import Processes, start_processes
 from .rundir import MetricsLog, RunDir, read_metrics
+from .schedule import Schedule
 from .settings import Settings
 
 log = logging.getLogger("celebae")
@@ -46,15 +48,19 @@ def train_step(
     loss: Loss,
     precision: str,
     device: torch.device,
+    grad_clip: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on the batch ``x`` (the model reconstructs its input); returns the batch's loss and
-    its MSE, detached and still on the device (the same tensor when the loss is MSE)."""
+    its MSE, detached and still on the device (the same tensor when the loss is MSE). ``grad_clip`` clips the
+    gradients' global norm first."""
     with autocast(device, precision):
         y = forward(x)
     y = y.float()
     value = loss.batch(y, x)
     optimizer.zero_grad(set_to_none=True)
     value.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(forward.parameters(), grad_clip)
     optimizer.step()
     value = value.detach()
     return value, value if loss.name == "mse" else F.mse_loss(y.detach(), x)
@@ -94,6 +100,13 @@ class Network:
     model: Autoencoder
     forward: torch.nn.Module  # the model, wrapped by DDP and/or torch.compile
     optimizer: torch.optim.Optimizer
+    ema: AveragedModel | None = None  # --ema: the moving average of the weights
+    schedule: Schedule | None = None  # set once the steps per epoch are known
+
+    @property
+    def scored(self) -> torch.nn.Module:
+        """The weights that are validated, tested and kept as best: the average with --ema, else the model."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def train(settings: Settings, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
@@ -114,10 +127,12 @@ def train(settings: Settings, resume: bool = False, progress: bool = True, overw
         run = RunDir.default_for(settings)
         precision, channels_last = resolve_precision(settings.precision, settings.channels_last, device)
         settings = settings.replace(out=str(run.path), precision=precision, channels_last=channels_last)
+        settings = settings.replace(schedule_epochs=schedule_epochs(run, settings, resume))
         lock = claim(run, settings, resume, overwrite, procs)  # one writer, held to the end of the run
         torch.manual_seed(settings.seed)
         net = build_network(settings, device, procs)  # first: a model that cannot be built fails before data work
         data = load_data(settings, device, procs, progress)
+        net.schedule = Schedule(net.optimizer, settings, len(data.train))  # before restore, which loads its state
         pos = restore(run, net, procs) if resume else Position()
         trainer = Trainer(run, settings, device, procs, data, net, pos, started, progress)
         with trainer, StopSignals() as stop, backends(device, settings.deterministic, settings.cudnn_benchmark):
@@ -129,6 +144,15 @@ def train(settings: Settings, resume: bool = False, progress: bool = True, overw
         if lock is not None:
             lock.release()
         procs.end()
+
+
+def schedule_epochs(run: RunDir, settings: Settings, resume: bool) -> int:
+    """The epochs the schedule spans: as given; else a resumed run's own; else the epochs it starts with."""
+    if settings.schedule_epochs is not None:
+        return settings.schedule_epochs
+    if resume and run.config_path.exists():
+        return run.read_config().schedule_epochs or settings.epochs
+    return settings.epochs
 
 
 def load_data(settings: Settings, device: torch.device, procs: Processes, progress: bool) -> Data:
@@ -158,6 +182,7 @@ def load_data(settings: Settings, device: torch.device, procs: Processes, progre
             rank=procs.rank,
             world=procs.world,
             channels_last=settings.channels_last,
+            augment=(settings.augment, settings.shift_px) if shuffle else None,  # training batches only
         )
 
     train_b = batches("train", settings.batch_size, True)
@@ -179,20 +204,29 @@ def build_network(settings: Settings, device: torch.device, procs: Processes) ->
         if device.type != "cuda":
             raise CelebaeError("--sync-batchnorm needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU version)")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    optimizer = adam(model.parameters(), lr=settings.lr, betas=(settings.beta1, settings.beta2))
+    optimizer = adam(model.parameters(), settings.lr, (settings.beta1, settings.beta2), settings.weight_decay)
+    ema = None
+    if settings.ema is not None:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema), use_buffers=True)
     forward = model
     if procs.world > 1:
         ids = [device] if device.type == "cuda" else None
         forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if settings.compile:
         forward = torch.compile(forward, mode=settings.compile_mode)
-    return Network(model, forward, optimizer)
+    return Network(model, forward, optimizer, ema)
 
 
 def restore(run: RunDir, net: Network, procs: Processes) -> Position:
     """Weights, Adam, RNGs and position from the run's last checkpoint."""
     ckpt.load_weights(net.model, run.weights("last"))
-    pos = Position(**ckpt.load_state(net.optimizer, ckpt.matching_state(run.weights("last"), run.training_state)))
+    state = ckpt.matching_state(run.weights("last"), run.training_state)
+    pos = Position(**ckpt.load_state(net.optimizer, state))
+    extra, tensors = ckpt.read_extras(state)
+    if net.schedule is not None:
+        net.schedule.load_state_dict(extra.get("schedule", {}))
+    if net.ema is not None:
+        net.ema.load_state_dict({k.removeprefix("ema."): v for k, v in tensors.items() if k.startswith("ema.")})
     if procs.main:
         log.info("resuming %s at epoch %d, step %d", run.path, pos.epoch + 1, pos.step)
     return pos
@@ -233,6 +267,7 @@ class Trainer:
             desc=settings.label,
         )
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # read back once per log_every steps
+        self.pending_lr: list[float] = []
         self.window_start, self.window_images = time.perf_counter(), 0  # the training time being measured
         self.last_save = time.perf_counter()
 
@@ -257,9 +292,12 @@ class Trainer:
         self.net.model.train()
         self.restart_window()
         for x in self.data.train.epoch(self.pos.epoch, start=self.pos.batch):
-            loss, mse = train_step(
-                self.net.forward, self.net.optimizer, x, self.loss, self.settings.precision, self.device
-            )
+            net, s = self.net, self.settings
+            loss, mse = train_step(net.forward, net.optimizer, x, self.loss, s.precision, self.device, s.grad_clip)
+            self.pending_lr.append(net.schedule.lr)  # the rate this step used
+            net.schedule.after_step()
+            if net.ema is not None:
+                net.ema.update_parameters(net.model)
             self.procs.mean_(loss)  # log the global batch's loss, not this rank's share
             if mse is not loss:
                 self.procs.mean_(mse)
@@ -281,8 +319,9 @@ class Trainer:
     def end_epoch(self) -> None:
         """Validation, the epoch's row, and a checkpoint (also ``best`` when validation improved)."""
         pos, steps = self.pos, self.steps_per_epoch
-        scores = score(self.net.model, self.data.val, self.loss)
+        scores = score(self.net.scored, self.data.val, self.loss)
         mse, loss = self.split_means(scores)[:2]
+        raw_mse = self.split_means(score(self.net.model, self.data.val, self.loss))[0] if self.net.ema else None
         if self.procs.main and self.procs.world == 1:  # per-image errors in split order: one process has them all
             self.run.add_val_errors(pos.epoch, scores.mse.numpy())
         pos.train_loss, pos.train_mse = pos.epoch_loss_sum / steps, pos.epoch_mse_sum / steps
@@ -291,9 +330,11 @@ class Trainer:
         improved = pos.val_loss < pos.best_val
         if improved:
             pos.best_val, pos.best_epoch = pos.val_loss, pos.epoch
+        self.net.schedule.after_epoch(pos.val_loss)
         if self.metrics:
             row = {k: getattr(pos, k) for k in ("epoch", "step", "images", "train_loss", "val_loss")}
             row.update(kind="epoch", wall_s=self.wall(), train_mse=pos.train_mse, val_mse=pos.val_mse)
+            row.update(raw_val_mse=raw_mse, lr=self.net.schedule.lr)
             self.metrics.add([row])
             self.bar.write(
                 f"epoch {pos.epoch}/{self.settings.epochs}: train {pos.train_loss:.5f}  "
@@ -313,18 +354,19 @@ class Trainer:
         """Test scores, ``summary.json`` and the figures; returns the summary ({} on other ranks)."""
         self.bar.close()
         data = self.data
-        scores = score(self.net.model, data.test, self.loss)
+        scores = score(self.net.scored, data.test, self.loss)
         test_mse, test_loss, test_psnr = self.split_means(scores)
+        raw = {"raw_test_mse": self.split_means(score(self.net.model, data.test, self.loss))[0]} if self.net.ema else {}
         if not self.procs.main:
             return {}
         if self.procs.world > 1:  # this rank scored its share; the per-image file needs every image, in order
             whole = Batches(place(data.prepared["test"].images, self.device), EVAL_BATCH, self.device)
-            scores = score(self.net.model, whole, self.loss)
+            scores = score(self.net.scored, whole, self.loss)
         self.run.write_test_errors(scores.mse.numpy())
         self.pos.wall_s = self.wall()
-        summary = summarise(self, {"test_mse": test_mse, "test_psnr": test_psnr, "test_loss": test_loss})
+        summary = summarise(self, {"test_mse": test_mse, "test_psnr": test_psnr, "test_loss": test_loss, **raw})
         self.run.write_summary(summary)
-        write_figures(self.run, self.net.model, data.prepared["test"].images, self.settings)
+        write_figures(self.run, self.net.scored, data.prepared["test"].images, self.settings)
         log.info("test MSE %.5f, PSNR %.2f dB; %s", test_mse, test_psnr, self.run.path)
         return summary
 
@@ -353,14 +395,16 @@ class Trainer:
                 "images": pos.images - (len(losses) - 1 - i) * bs,
                 "train_loss": loss,
                 "train_mse": None if self.loss.name == "mse" else mse,
+                "lr": lr,
             }
-            for i, (loss, mse) in enumerate(zip(losses, mses, strict=True))
+            for i, (loss, mse, lr) in enumerate(zip(losses, mses, self.pending_lr, strict=True))
         ]
         rows[-1].update(images_per_s=speed, wall_s=self.wall())
         if self.metrics:
             self.metrics.add(rows)
         self.bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{speed:.0f}")
         self.pending.clear()
+        self.pending_lr.clear()
         self.restart_window()
 
     def save(self, best: bool = False) -> None:
@@ -369,11 +413,15 @@ class Trainer:
             return
         self.pos.wall_s = self.wall()
         settings, position = self.settings.to_dict(), asdict(self.pos)
+        net, extra = self.net, {"schedule": self.net.schedule.state_dict()}
+        ema = {f"ema.{k}": v for k, v in net.ema.state_dict().items()} if net.ema is not None else None
         try:  # the state goes first: it keeps the previous state until the weights move
-            ckpt.save_state(self.net.optimizer, self.run.training_state, position)
-            ckpt.save_weights(self.net.model, self.run.weights("last"), settings, position)
+            ckpt.save_state(net.optimizer, self.run.training_state, position, extra, ema)
+            if net.ema is not None:
+                ckpt.save_weights(net.ema.module, self.run.ema_weights("last"), settings, position)
+            ckpt.save_weights(net.model, self.run.weights("last"), settings, position)
             if best:
-                ckpt.save_weights(self.net.model, self.run.weights("best"), settings, position)
+                ckpt.save_weights(net.scored, self.run.weights("best"), settings, position)
         except CelebaeError as err:
             raise CelebaeError(
                 f"{err}; once there is room, continue with: celebae train --resume --out {self.run.path}"

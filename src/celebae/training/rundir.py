@@ -4,6 +4,7 @@
     RUN/metrics.csv              a row per step (training loss) and per epoch (mean train, full validation)
     RUN/tb/                      TensorBoard event files of the same numbers
     RUN/checkpoints/last.safetensors, last.state.safetensors, best.safetensors
+                                 (with --ema: last.ema.safetensors, and best is the average's)
     RUN/summary.json             final scores, parameters, speed, wall time: the run finished
     RUN/failed.json              why the run's last attempt failed (removed when it starts again)
     RUN/reconstructions.png      fixed test images (above) and their reconstructions (below)
@@ -44,6 +45,8 @@ METRIC_FIELDS = [
     "wall_s",
     "train_mse",
     "val_mse",
+    "lr",
+    "raw_val_mse",
 ]
 
 
@@ -96,6 +99,10 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
+
+    def ema_weights(self, which: str = "last") -> Path:
+        """The weight average's copy of ``which`` (with --ema; ``best`` itself is the average then)."""
+        return self.checkpoints / f"{which}.ema.safetensors"
 
     def weights(self, which: str = "last") -> Path:
         """``checkpoints/<which>.safetensors``; ``which`` is best or last."""
@@ -296,8 +303,10 @@ class MetricsLog:
         for r in rows:
             if r["kind"] == "step":
                 self.tb.add_scalar("train/loss_step", r["train_loss"], int(r["step"]))
+                if r.get("lr") is not None:
+                    self.tb.add_scalar("train/lr", r["lr"], int(r["step"]))
             else:
-                for key in ("train_loss", "val_loss", "val_mse"):
+                for key in ("train_loss", "val_loss", "val_mse", "raw_val_mse"):
                     if r.get(key) is not None:
                         self.tb.add_scalar(f"epoch/{key}", r[key], int(r["epoch"]))
         self.tb.flush()

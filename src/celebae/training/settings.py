@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..data import DataSpec
+from ..data.augment import AUGMENTS
 from ..data.images import CROPS
 from ..errors import CelebaeError
 from ..models import IMAGE_SIZES, MODELS, SIZE, model_spec
 from ..quality.losses import LOSSES
 from .device import PRECISIONS
+from .schedule import SCHEDULES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,6 +104,33 @@ class Settings:
     beta1: float = _f(0.9, "Adam beta1")
     beta2: float = _f(0.999, "Adam beta2")
     seed: int = _f(0, "seeds the initial weights and the data order")
+    # beyond the report's recipe (the defaults are the report's: constant Adam, no augmentation, no averaging)
+    lr_schedule: str = _f(
+        "constant",
+        "constant | cosine (to lr_min over the run) | step (×lr_gamma every lr_step_epochs) | "
+        "plateau (×lr_gamma after lr_patience epochs without a lower validation loss)",
+    )
+    schedule_epochs: int | None = _f(
+        None,
+        "epochs the cosine schedule spans (default: --epochs when the run starts; a resumed run keeps it, and "
+        "past its end the rate stays at lr_min)",
+    )
+    warmup_steps: int = _f(0, "linear warm-up of the learning rate, from a hundredth of it, over this many steps")
+    lr_min: float = _f(0.0, "cosine: the learning rate at the end")
+    lr_step_epochs: int = _f(4, "step: epochs between decays")
+    lr_gamma: float = _f(0.1, "step, plateau: the factor of each decay")
+    lr_patience: int = _f(2, "plateau: epochs without improvement before a decay")
+    augment: str = _f(
+        "none", "training batches only, on the device: none | flip (horizontal, half the images) | flip-shift"
+    )
+    shift_px: int = _f(4, "flip-shift: the largest shift in pixels (edge pixels repeated)")
+    ema: float | None = _f(
+        None,
+        "keep an exponential moving average of the weights with this decay (e.g. 0.995); it is validated, "
+        "chooses best, and is what celebae.load gives",
+    )
+    weight_decay: float = _f(0.0, "decoupled weight decay (AdamW) when above 0")
+    grad_clip: float | None = _f(None, "clip the gradients' global norm to this")
     # how it runs
     device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
     precision: str = _f("auto", "auto | fp32 | bf16 (autocast); auto: bf16 on GPUs and on CPUs with native bf16")
@@ -195,6 +224,22 @@ class Settings:
         need(self.lr > 0, f"lr must be positive, got {self.lr}")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must lie in [0, 1)")
         need(self.grid_images >= 1, f"grid_images must be at least 1, got {self.grid_images}")
+        self._validate_recipe(need)
+
+    def _validate_recipe(self, need: Any) -> None:
+        need(
+            self.lr_schedule in SCHEDULES,
+            f"lr_schedule must be one of {', '.join(SCHEDULES)}, got {self.lr_schedule!r}",
+        )
+        need(self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        need(self.ema is None or 0 < self.ema < 1, f"ema is a decay in (0, 1), e.g. 0.995; got {self.ema}")
+        for name in ("warmup_steps", "lr_min", "weight_decay", "shift_px"):
+            need(getattr(self, name) >= 0, f"{name} must be at least 0, got {getattr(self, name)}")
+        need(self.schedule_epochs is None or self.schedule_epochs >= 1, "schedule_epochs must be at least 1")
+        for name in ("lr_step_epochs", "lr_patience"):
+            need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+        need(0 < self.lr_gamma <= 1, f"lr_gamma is a factor in (0, 1], got {self.lr_gamma}")
+        need(self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be positive, got {self.grad_clip}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -155,10 +155,13 @@ def _name(item: ImageLike) -> str:
     return f"of size {item.size if isinstance(item, Image.Image) else tuple(item.shape)}"
 
 
-def load(run: str | Path | RunDir, checkpoint: str = "best", device: str = "auto") -> TrainedRun:
+def load(run: str | Path | RunDir, checkpoint: str = "best", device: str = "auto", ema: bool = True) -> TrainedRun:
     """Load a trained model: a run directory written by ``celebae train`` (``checkpoint`` is ``best`` or
     ``last``), a model folder written by ``celebae export --format hub``, or a Hub repository ``user/name``
-    (fetched with ``huggingface_hub``, then loaded as a folder)."""
+    (fetched with ``huggingface_hub``, then loaded as a folder).
+
+    A run trained with ``--ema`` gives its weight average: ``best`` is the average's best, and ``last`` the
+    average at the last step (``ema=False``: the raw weights of the last step)."""
     run = run if isinstance(run, RunDir) else RunDir(hub.resolve(run))
     if run.path.is_file():
         raise CelebaeError(f"{run.path} is a file, not a run directory; pass the folder `celebae train --out` made")
@@ -170,6 +173,8 @@ def load(run: str | Path | RunDir, checkpoint: str = "best", device: str = "auto
         weights, settings = hub.weights_path(run.path), hub.read_settings(run.path)
     else:
         weights = run.weights(checkpoint)
+        if checkpoint == "last" and ema and run.ema_weights("last").exists():
+            weights = run.ema_weights("last")
         if not weights.exists():
             raise CelebaeError(
                 f"{run.path} has no {weights.relative_to(run.path)}; is it a celebae run that finished an epoch?"
