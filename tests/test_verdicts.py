@@ -65,6 +65,13 @@ def test_a_a_is_inconclusive_and_a_b_has_the_right_sign(groups: dict[str, list[P
     assert "seed variation unknown" in one_seed.describe()
 
 
+def test_points_that_differ_in_neither_batch_nor_width_make_no_size_claim(groups: dict[str, list[Path]]) -> None:
+    from celebae.studies.claims import all_claims
+
+    a, a2 = (Point(name, [RunDir(r) for r in groups[name]]) for name in ("A", "A2"))
+    assert all_claims([a, a2]) == ["- none of the report's comparisons applies to these runs"]  # no "16 → 16"
+
+
 def test_compare_refuses_runs_on_other_images(groups: dict[str, list[Path]], tmp_path: Path, capsys) -> None:
     other = tmp_path / "other"
     train(tiny(tmp_path, **{**TINY, "epochs": 1, "limit_test": 20, "out": str(other)}), progress=False)

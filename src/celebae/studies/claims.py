@@ -98,6 +98,8 @@ def claim_bigger_is_better(points: list[Point]) -> list[str]:
         for value in sorted({p.summary[fixed] for p in conv}):
             group = sorted((p for p in conv if p.summary[fixed] == value), key=lambda p: p.summary[vary])
             for small, large in itertools.pairwise(group):
+                if small.summary[vary] == large.summary[vary]:  # points that differ in something else (a recipe)
+                    continue
                 prefix = f"{fixed} {value}: {vary} {small.summary[vary]} → {large.summary[vary]}"
                 pair_lines, pair_verdicts = _pair_lines(large, small, +1, prefix)
                 lines += pair_lines
