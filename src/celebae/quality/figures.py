@@ -10,15 +10,19 @@ import torch
 from PIL import Image
 
 
-def image_grid(rows: Sequence[np.ndarray | torch.Tensor], pad: int = 2, fill: int = 255) -> Image.Image:
-    """Rows of uint8 N×3×H×W images → one picture, ``pad`` pixels between cells."""
+def image_grid(
+    rows: Sequence[np.ndarray | torch.Tensor], pad: int = 2, fill: int = 255, margin: int | None = None
+) -> Image.Image:
+    """Rows of uint8 N×3×H×W images → one picture, ``pad`` pixels between cells and ``margin`` (default
+    ``pad``) around them."""
     rows = [r.cpu().numpy() if torch.is_tensor(r) else np.asarray(r) for r in rows]
+    m = pad if margin is None else margin
     cols = max(len(r) for r in rows)
     _, h, w = rows[0].shape[1:]
-    canvas = np.full((len(rows) * (h + pad) + pad, cols * (w + pad) + pad, 3), fill, np.uint8)
+    canvas = np.full((len(rows) * (h + pad) - pad + 2 * m, cols * (w + pad) - pad + 2 * m, 3), fill, np.uint8)
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
-            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            y, x = m + i * (h + pad), m + j * (w + pad)
             canvas[y : y + h, x : x + w] = img.transpose(1, 2, 0)
     return Image.fromarray(canvas)
 

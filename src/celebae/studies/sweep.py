@@ -175,11 +175,8 @@ ELSEWHERE = "running elsewhere"  # another process holds the run
 
 def _status(settings: Settings) -> str:
     run = RunDir(settings.out)
-    if run.state != "finished" and run.lock_path.exists():
-        try:
-            RunLock(run).acquire().release()
-        except RunHeld:
-            return ELSEWHERE
+    if run.state != "finished" and run.lock_path.exists() and RunLock(run).held_elsewhere():
+        return ELSEWHERE
     return _STATUS[run.state]
 
 
@@ -268,10 +265,11 @@ def sweep(
     gpus = torch.cuda.device_count()
     if parallel is None:
         parallel = gpus if gpus > 1 and all(s.device in ("auto", "cuda") for s in points) else 1
-    todo = [s for s in points if _status(s) not in ("done", ELSEWHERE)]
+    status = {s.out: _status(s) for s in points}
+    todo = [s for s in points if status[s.out] not in ("done", ELSEWHERE)]
     for s in points:
         if s not in todo:
-            log.info("%s: %s, skipped", name(s), "finished earlier" if _status(s) == "done" else ELSEWHERE)
+            log.info("%s: %s, skipped", name(s), "finished earlier" if status[s.out] == "done" else ELSEWHERE)
     results = _train_points(todo, parallel, gpus)
     # a second look at what others held: a run whose process died since is this one's to resume
     retry = [s for s in points if results.get(s.out, (None,))[0] == ELSEWHERE or s not in todo]

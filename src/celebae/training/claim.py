@@ -53,6 +53,17 @@ class RunLock:
             os.replace(tmp, self.run.lock_holder_path)
         return self
 
+    def held_elsewhere(self) -> bool:
+        """Whether another process holds the lock now (asked without taking it for long or writing anything)."""
+        if self.lock.is_locked:  # this process holds it
+            return False
+        try:
+            self.lock.acquire(blocking=False)
+        except filelock.Timeout:
+            return True
+        self.lock.release()
+        return False
+
     def release(self) -> None:
         if self.lock.is_locked:
             if self.lock.lock_counter == 1:
@@ -106,8 +117,7 @@ def check_writable(run: RunDir) -> None:
 def check_start(run: RunDir, settings: Settings, resume: bool, overwrite: bool = False) -> None:
     """The rules for (re)using this directory: a run is never written over without ``overwrite`` (which
     removes its files), a resumed one keeps the settings that define it (those outside ``RESUMABLE``).
-    Called by the lock's holder."""
-    check_writable(run)
+    Called by the lock's holder, after ``check_writable``."""
     if not resume:
         _check_free(run, overwrite)
     else:

@@ -223,8 +223,7 @@ def restore(run: RunDir, net: Network, procs: Processes) -> Position:
     state = ckpt.matching_state(run.weights("last"), run.training_state)
     pos = Position(**ckpt.load_state(net.optimizer, state))
     extra, tensors = ckpt.read_extras(state)
-    if net.schedule is not None:
-        net.schedule.load_state_dict(extra.get("schedule", {}))
+    net.schedule.load_state_dict(extra.get("schedule", {}))
     if net.ema is not None:
         net.ema.load_state_dict({k.removeprefix("ema."): v for k, v in tensors.items() if k.startswith("ema.")})
     if procs.main:

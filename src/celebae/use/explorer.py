@@ -26,8 +26,9 @@ import torch
 
 from ..data import to_uint8
 from ..errors import CelebaeError
+from ..quality.figures import image_grid
 from ..quality.metrics import psnr_uint8, ssim_uint8
-from .latent import reconstruction_errors, split_images
+from .latent import code_distances, code_mixes, rank_by_error, reconstruction_errors, split_images
 from .trained import TrainedRun, load
 
 MAX_PIXELS = 40_000_000  # a larger upload is refused with a message (PIL itself stops at ~179 MP)
@@ -40,13 +41,9 @@ def hwc(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(1, 2, 0))
 
 
-def strip(images: list[np.ndarray], gap: int = 2) -> np.ndarray:
-    """H×W×3 images side by side, with white gaps."""
-    h = images[0].shape[0]
-    parts = []
-    for img in images:
-        parts += [img, np.full((h, gap, 3), 255, np.uint8)]
-    return np.concatenate(parts[:-1], axis=1)
+def grid(rows: list[np.ndarray | torch.Tensor]) -> np.ndarray:
+    """Rows of uint8 N×3×S×S images as one H×W×3 picture, 2 white pixels between them, no outer margin."""
+    return np.asarray(image_grid(rows, margin=0))
 
 
 class Explorer:
@@ -86,8 +83,6 @@ class Explorer:
             raise CelebaeError(
                 f"that image has {image.shape[0] * image.shape[1]:,} pixels; use one under {MAX_PIXELS:,}"
             )
-        if isinstance(image, np.ndarray) and image.dtype != np.uint8:
-            image = np.clip(image, 0, 255).astype(np.uint8)
         return run.images(image)
 
     # ---- actions --------------------------------------------------------------------------------------------
@@ -120,39 +115,34 @@ class Explorer:
             pixels = self.split.pixels[first : first + count]
             if len(pixels) == 0:
                 raise CelebaeError(f"face number {first} is outside the split's 0–{len(self.split.files) - 1}")
-        rows = [strip([hwc(p) for p in pixels])]
-        for run in self.runs:
-            codes = run.encode_batches(np.asarray(pixels))
-            rows.append(strip([hwc(p) for p in to_uint8(run.decode_batches(codes)).numpy()]))
-        gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
-        return np.concatenate([part for row in rows for part in (row, gap)][:-1])
+        rows = [pixels, *(to_uint8(run.decode_batches(run.encode_batches(np.asarray(pixels)))) for run in self.runs)]
+        return grid(rows)
 
     def interpolate(self, a: int, b: int, t: float, steps: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """(the decoded mix at ``t`` in [0, 1], the strip from face ``a`` to face ``b``)."""
         run, a, b = self.runs[0], int(a), int(b)
-        face_a, face_b = self.face(a), self.face(b)  # checks both numbers
-        za, zb = torch.from_numpy(self.codes[a]), torch.from_numpy(self.codes[b])
-        weights = torch.linspace(0, 1, max(2, int(steps)))
-        mixes = torch.stack([(1 - w) * za + w * zb for w in [float(t), *weights.tolist()]])
-        decoded = [hwc(p) for p in to_uint8(run.decode_batches(mixes)).numpy()]
-        return decoded[0], strip([face_a, *decoded[1:], face_b])
+        for i in (a, b):
+            self.face(i)  # a number outside the split is a message
+        weights = torch.cat([torch.tensor([float(t)]), torch.linspace(0, 1, max(2, int(steps)))])
+        mixes = to_uint8(run.decode_batches(code_mixes(*torch.from_numpy(self.codes[[a, b]]), weights)))
+        ends = self.split.pixels[[a, b]]
+        return hwc(mixes[0]), grid([np.concatenate([ends[:1], mixes[1:].numpy(), ends[1:]])])
 
     def neighbours(self, image: Any, k: int = 8) -> list[tuple[np.ndarray, str]]:
         """The ``k`` faces of the split nearest to ``image`` in code space (cosine distance), nearest first."""
         q = self.runs[0].encode_tensor(self._image(image, self.runs[0])).cpu()
-        codes = torch.from_numpy(self.codes)
-        dist = 1 - torch.nn.functional.cosine_similarity(codes, q, dim=1)
+        dist = code_distances(torch.from_numpy(self.codes), q)
         order = torch.argsort(dist)[: max(1, int(k))].numpy()
         return [(self.face(i), f"{self.split.files[i]}  d={float(dist[i]):.3f}") for i in order]
 
     def anomalies(self, n: int = 8) -> tuple[list[tuple[np.ndarray, str]], list[tuple[np.ndarray, str]]]:
         """(the ``n`` most typical faces, the ``n`` least typical), by the first run's reconstruction MSE."""
-        order, n = np.argsort(self.mse), max(1, int(n))
+        order, n = rank_by_error(self.mse), max(1, int(n))
 
         def gallery(idx: np.ndarray) -> list[tuple[np.ndarray, str]]:
             return [(self.face(i), f"{self.split.files[i]}  MSE {self.mse[i]:.4f}") for i in idx]
 
-        return gallery(order[:n]), gallery(order[::-1][:n])
+        return gallery(order[::-1][:n]), gallery(order[:n])
 
     def walk(self, *steps: float) -> np.ndarray:
         """The face decoded at the split's mean code moved ``steps[i]`` standard deviations along direction i."""

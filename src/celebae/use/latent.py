@@ -58,6 +58,27 @@ def reconstruction_errors(trained: TrainedRun, pixels: np.ndarray, batch_size: i
     return codes.numpy(), mse.numpy(), psnr.numpy()
 
 
+METRICS = ("cosine", "euclidean")
+
+
+def code_distances(codes: torch.Tensor, query: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
+    """Distance of each code (N×K) to ``query`` (1×K): cosine (1 − similarity) or euclidean."""
+    if metric == "cosine":
+        return 1 - torch.nn.functional.cosine_similarity(codes, query, dim=1)
+    return (codes - query).norm(dim=1)
+
+
+def code_mixes(za: torch.Tensor, zb: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The straight line between two codes: one mix (1 − w)·a + w·b per weight."""
+    w = weights.to(za.device, za.dtype)[:, None]
+    return (1 - w) * za + w * zb
+
+
+def rank_by_error(mse: np.ndarray) -> np.ndarray:
+    """Image indices from the highest reconstruction error (the most unusual) to the lowest (stable)."""
+    return np.argsort(-mse, kind="stable")
+
+
 def encode(
     run: str | Path,
     out: str | Path,
@@ -93,7 +114,7 @@ def anomalies(
     and the least typical images, each above its reconstruction)."""
     trained, images = open_split(run, data, split, limit, device)
     codes, mse, psnr = reconstruction_errors(trained, images.pixels)
-    order = np.argsort(-mse, kind="stable")
+    order = rank_by_error(mse)
     ranking = [
         {"rank": r + 1, "file": images.files[i], "mse": float(mse[i]), "psnr": float(psnr[i])}
         for r, i in enumerate(order)
@@ -125,8 +146,7 @@ def interpolate(
     trained = load(run, device=device)
     x = trained.images([a, b])
     z = trained.encode_tensor(x)
-    t = torch.linspace(0, 1, steps, device=z.device)[:, None]
-    mixes = to_uint8(trained.decode((1 - t) * z[0] + t * z[1]))
+    mixes = to_uint8(trained.decode(code_mixes(z[0], z[1], torch.linspace(0, 1, steps))))
     ends = to_uint8(x)
     return save_labelled_grid([torch.cat([ends[:1], mixes, ends[1:]])], ["A → B"], out)
 
@@ -144,14 +164,12 @@ def neighbours(
 ) -> list[tuple[str, float]]:
     """The ``k`` images of a split nearest to ``query`` in code space (cosine or euclidean distance), as a grid
     (the query first); returns (file, distance) pairs, nearest first."""
-    if metric not in ("cosine", "euclidean"):
+    if metric not in METRICS:
         raise CelebaeError(f"metric must be cosine or euclidean, got {metric!r}")
     trained, images = open_split(run, data, split, limit, device)
     codes = trained.encode_batches(images.pixels)
     x = trained.images(query)
-    q = trained.encode_tensor(x).cpu()
-    cosine = metric == "cosine"
-    dist = 1 - torch.nn.functional.cosine_similarity(codes, q, dim=1) if cosine else (codes - q).norm(dim=1)
+    dist = code_distances(codes, trained.encode_tensor(x).cpu(), metric)
     order = torch.argsort(dist)[:k].numpy()
     save_labelled_grid([to_uint8(x).cpu(), images.pixels[order]], ["query", f"{k} nearest"], out)
     return [(images.files[i], float(dist[i])) for i in order]

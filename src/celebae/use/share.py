@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CelebaeError
+from ..models import count_parameters
 from ..training.rundir import RunDir
 from . import hub
 from .export import export
@@ -32,12 +33,9 @@ def export_hub(
 
     ``evaluation`` is a ``celebae.evaluate`` result for the card (default: the run's own ``eval-test.json``,
     where it has one)."""
+    check_target(run, out)
     trained = load(run, "best", device="cpu")
-    if hub.is_hub_folder(trained.path):
-        raise CelebaeError(f"{trained.path} is a model folder already; export a run directory")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise CelebaeError(f"{out} is not empty; choose a new folder for the model")
     out.mkdir(parents=True, exist_ok=True)
     source, dest = trained.run, RunDir(out)
     evaluation = evaluation or _json(source.eval_path("test"))
@@ -60,6 +58,14 @@ def export_hub(
     card = model_card(trained, evaluation, onnx=with_onnx, figures=dest.reconstructions_png.exists())
     card.save(out / hub.CARD)
     return sorted(p for p in out.iterdir() if p.is_file())
+
+
+def check_target(run: str | Path, out: str | Path) -> None:
+    """Refuse, before any work, to export a model folder again or into a folder that holds files."""
+    if hub.is_hub_folder(Path(run)):
+        raise CelebaeError(f"{run} is a model folder already; export a run directory")
+    if Path(out).exists() and any(Path(out).iterdir()):
+        raise CelebaeError(f"{out} is not empty; choose a new folder for the model")
 
 
 def push(folder: str | Path, repo_id: str, private: bool = False) -> str:
@@ -88,7 +94,7 @@ def model_card(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: boo
     except ImportError:
         raise CelebaeError(f"--format hub needs huggingface_hub and Jinja2: {hub.HUB_EXTRA}") from None
     s, summary = trained.settings, trained.summary or {}
-    celeba = s.data not in ("synthetic",) and Path(s.data).name.lower().startswith("celeba")
+    celeba = _is_celeba(s.data)
     scores = _scores(evaluation, summary)
     data_name = "CelebA (official split)" if celeba else Path(s.data).name
     results = [
@@ -119,6 +125,11 @@ def model_card(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: boo
     return ModelCard.from_template(data, template_str=CARD_TEMPLATE, **_card_values(trained, evaluation, onnx, figures))
 
 
+def _is_celeba(data: str) -> bool:
+    """Trained on a CelebA folder (the card then carries CelebA's licence and limits)."""
+    return data != "synthetic" and Path(data).name.lower().startswith("celeba")
+
+
 def _scores(evaluation: dict[str, Any] | None, summary: dict[str, Any]) -> list[tuple[str, str, float]]:
     """(metric, label, value) on the test split: the evaluation's (best weights), else the summary's."""
     source = evaluation or {"mse": summary.get("test_mse"), "psnr": summary.get("test_psnr")}
@@ -136,7 +147,7 @@ def _card_values(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: b
         "model_label": {"conv": "Model 1, strided convolutions", "pool": "Model 2, pooling and upsampling"}.get(
             s.model, s.model
         ),
-        "params": f"{sum(p.numel() for p in model.parameters()):,}",
+        "params": f"{count_parameters(model):,}",
         "code_size": model.code_size,
         "numbers": f"{numbers:,}",
         "kept": f"{100 * model.code_size / numbers:.2f}",
@@ -152,7 +163,7 @@ def _card_values(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: b
         "eval_images": evaluation.get("images") if evaluation else None,
         "test_mse": summary.get("test_mse"),
         "test_psnr": summary.get("test_psnr"),
-        "celeba": s.data != "synthetic" and Path(s.data).name.lower().startswith("celeba"),
+        "celeba": _is_celeba(s.data),
     }
 
 
