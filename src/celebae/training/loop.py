@@ -139,7 +139,11 @@ def train(settings: Settings, resume: bool = False, progress: bool = True, overw
             while pos.epoch < settings.epochs:
                 trainer.run_epoch(stop)
                 trainer.end_epoch()
-            return trainer.finish()
+            summary = trainer.finish()
+            # every rank leaves together: a rank that tears its gloo group down while rank 0 still writes the
+            # summary and figures was seen to abort (SIGABRT) now and then
+            procs.barrier()
+            return summary
     finally:
         if lock is not None:
             lock.release()
