@@ -13,7 +13,20 @@ import celebae
 PACKAGE = Path(celebae.__file__).parent
 MAX_FUNCTION_LINES = 60
 # docs/design.md's layers, bottom first: a module imports only from its own layer and the ones before it
-LAYERS = ("errors", "data", "models", "quality", "training", "use", "evaluation", "studies", "demo", "cli", "__main__")
+LAYERS = (
+    "errors",
+    "files",
+    "data",
+    "models",
+    "quality",
+    "training",
+    "use",
+    "evaluation",
+    "studies",
+    "demo",
+    "cli",
+    "__main__",
+)
 RUN_FILES = ("summary.json", "config.json", "metrics.csv", "failed.json", ".safetensors", "eval-")
 
 

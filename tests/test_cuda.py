@@ -65,7 +65,7 @@ def test_a_resumed_cuda_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
     train(settings.replace(out=str(tmp_path / "straight")), progress=False)
     split = settings.replace(out=str(tmp_path / "split"), epochs=1)
     train(split, progress=False)
-    train(split.replace(epochs=2), resume=True, progress=False)
+    train(split.replace(epochs=2), start="resume", progress=False)
     a, b = (load_file(tmp_path / n / "checkpoints" / "last.safetensors") for n in ("straight", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 

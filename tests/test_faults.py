@@ -283,8 +283,12 @@ def test_a_disk_that_fills_during_a_checkpoint_loses_nothing(tmp_path: Path, cap
         run = disk / "run"
         assert main(["train", *TINY, "--out", str(run)]) == 2
         err = one_line_error(capsys, "could not write", "No space left on device", "previous checkpoint")
-        assert f"continue with: celebae train --resume --out {run}" in err
+        assert "run the same command again with --auto-resume" in err
         assert leftovers(disk) == []
+        # the advice works: with room (the same disk, grown), the same command with --auto-resume finishes the run
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        assert main(["train", *TINY, "--out", str(run), "--auto-resume"]) == 0
+        assert celebae.RunDir(run).state == "finished"
 
 
 def test_a_failed_checkpoint_write_keeps_the_last_and_resumes(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -298,12 +302,15 @@ def test_a_failed_checkpoint_write_keeps_the_last_and_resumes(tmp_path: Path, mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ckpt, "save_file", disk_full)
-    with pytest.raises(CelebaeError, match="previous checkpoint there is intact; once there is room, continue"):
-        train(settings.replace(epochs=2), resume=True, progress=False)
+    with pytest.raises(
+        CelebaeError,
+        match="previous checkpoint there is intact; once there is room, run the same command again with --auto-resume",
+    ):
+        train(settings.replace(epochs=2), start="resume", progress=False)
     monkeypatch.undo()
     assert (tmp_path / "run" / "checkpoints" / "last.safetensors").read_bytes() == before
     assert leftovers(tmp_path / "run") == []
-    train(settings.replace(epochs=2), resume=True, progress=False)
+    train(settings.replace(epochs=2), start="resume", progress=False)
     assert celebae.RunDir(tmp_path / "run").summary["steps"] == 2 * 64 // 16
 
 
@@ -417,10 +424,10 @@ def test_a_killed_and_resumed_run_has_one_event_stream(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(ckpt, "save_state", killed)
     with pytest.raises(KeyboardInterrupt):
-        train(settings.replace(epochs=2), resume=True, progress=False)
+        train(settings.replace(epochs=2), start="resume", progress=False)
     monkeypatch.undo()
     assert _event_steps(tmp_path / "run" / "tb").count(5) == 1  # the killed attempt logged steps 5-8
-    train(settings.replace(epochs=3), resume=True, progress=False)
+    train(settings.replace(epochs=3), start="resume", progress=False)
     tb = tmp_path / "run" / "tb"
     assert len(list(tb.iterdir())) == 1
     assert _event_steps(tb) == list(range(1, 13))

@@ -115,7 +115,7 @@ def test_every_option_resumes_exactly(tmp_path: Path) -> None:
     train(straight, progress=False)
     split = tiny(tmp_path, out=str(tmp_path / "split"), **EVERYTHING)
     train(split.replace(epochs=1), progress=False)
-    train(split, resume=True, progress=False)
+    train(split, start="resume", progress=False)
     for name in ("last.safetensors", "last.ema.safetensors", "best.safetensors"):
         a, b = (load_file(tmp_path / r / "checkpoints" / name) for r in ("straight", "split"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name

@@ -130,21 +130,31 @@ def test_a_broken_folder_is_one_line_naming_the_file(folder: Path, tmp_path: Pat
 def test_a_hub_repository_is_fetched_then_loaded(folder: Path, monkeypatch) -> None:
     asked = []
 
-    def snapshot_download(repo_id: str, revision: str | None = None) -> str:
-        asked.append(repo_id)
+    def snapshot_download(repo_id: str, revision: str | None = None, local_files_only: bool = False) -> str:
+        asked.append((repo_id, revision, local_files_only))
+        if local_files_only and repo_id != "someone/cached":
+            raise FileNotFoundError("not in the cache")
         return str(folder)  # what the Hub's cache would hold after the download
 
     monkeypatch.setattr(hub, "snapshot_download", snapshot_download)
-    trained = celebae.load("someone/celebae-conv")
-    assert asked == ["someone/celebae-conv"]
+    trained = celebae.load("hf://someone/celebae-conv")
+    assert asked == [("someone/celebae-conv", None, False)]
     assert torch.equal(trained.reconstruct(FACES)[1], celebae.load(folder).reconstruct(FACES)[1])
+    celebae.load("hf://someone/celebae-conv@v2")
+    assert asked[-1] == ("someone/celebae-conv", "v2", False)
+    celebae.load("someone/cached")  # a bare name: the cache only
+    assert asked[-1] == ("someone/cached", None, True)
+    # a mistyped local path is never sent to the Hub: one line that says how to name a Hub repository
+    with pytest.raises(CelebaeError, match=r"runs/nonexist is not a folder here.*name it hf://runs/nonexist"):
+        celebae.load("runs/nonexist")
+    assert asked[-1] == ("runs/nonexist", None, True)
 
-    def offline(repo_id: str, revision: str | None = None) -> str:
+    def offline(repo_id: str, revision: str | None = None, local_files_only: bool = False) -> str:
         raise OSError("We couldn't connect to the Hub\nmore")
 
     monkeypatch.setattr(hub, "snapshot_download", offline)
     with pytest.raises(CelebaeError, match=r"^cannot fetch someone/other from the Hugging Face Hub: We couldn't"):
-        celebae.load("someone/other")
+        celebae.load("hf://someone/other")
 
 
 def test_push_uploads_the_folder(folder: Path, run: Path, tmp_path: Path, monkeypatch) -> None:

@@ -46,7 +46,7 @@ def test_the_report_sizes_keep_the_report_models() -> None:
 def test_bad_sizes_are_one_line_errors() -> None:
     with pytest.raises(CelebaeError, match="image_size must be one of 32, 64, 128, 256, 512, got 100"):
         celebae.Settings(image_size=100)
-    with pytest.raises(CelebaeError, match="model 'pool' is the report's Model 2, defined for 128×128"):
+    with pytest.raises(CelebaeError, match="image_size must be one of 128, got 64: model 'pool' \\(Model 2"):
         build_model("pool", image_size=64)
     with pytest.raises(CelebaeError, match="code of 16·nf numbers"):
         build_model("pool", nf=16, code_size=100)

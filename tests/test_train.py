@@ -64,7 +64,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     train(straight, progress=False)
     split = tiny(tmp_path, out=str(tmp_path / "split"), epochs=1)
     train(split, progress=False)
-    train(split.replace(epochs=2), resume=True, progress=False)
+    train(split.replace(epochs=2), start="resume", progress=False)
     a, b = (load_file(tmp_path / n / "checkpoints" / "last.safetensors") for n in ("straight", "split"))
     assert a.keys() == b.keys()
     for k in a:
@@ -83,9 +83,9 @@ def test_runs_are_never_overwritten_and_resume_checks_settings(tmp_path: Path) -
     with pytest.raises(CelebaeError, match="already holds a run; pass --resume"):
         train(settings, progress=False)
     with pytest.raises(CelebaeError, match=r"cannot resume .* \(nf: 8 → 16\)"):
-        train(settings.replace(nf=16, epochs=2), resume=True, progress=False)
+        train(settings.replace(nf=16, epochs=2), start="resume", progress=False)
     with pytest.raises(CelebaeError, match="nothing to resume"):
-        train(settings.replace(out=str(tmp_path / "new")), resume=True, progress=False)
+        train(settings.replace(out=str(tmp_path / "new")), start="resume", progress=False)
 
 
 def test_too_few_images_for_a_batch(tmp_path: Path) -> None:
@@ -106,10 +106,10 @@ def test_a_failed_write_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(ckpt, "save_file", dies_mid_write)
     with pytest.raises(KeyboardInterrupt):
-        train(settings.replace(epochs=2), resume=True, progress=False)
+        train(settings.replace(epochs=2), start="resume", progress=False)
     assert last.read_bytes() == before
     monkeypatch.undo()
-    train(settings.replace(epochs=2), resume=True, progress=False)
+    train(settings.replace(epochs=2), start="resume", progress=False)
     assert read_metadata(last)["position"]["epoch"] == 2
 
 
@@ -193,7 +193,7 @@ def test_a_kill_between_the_state_and_the_weights_still_resumes(tmp_path: Path, 
 
     monkeypatch.setattr(ckpt, "save_weights", dies)
     with pytest.raises(KeyboardInterrupt):
-        train(settings.replace(epochs=2), resume=True, progress=False)
+        train(settings.replace(epochs=2), start="resume", progress=False)
     monkeypatch.setattr(ckpt, "save_weights", real)
     state = tmp_path / "run" / "checkpoints" / "last.state.safetensors"
     assert ckpt.read_metadata(tmp_path / "run" / "checkpoints" / "last.safetensors")["position"]["step"] == 4
@@ -201,7 +201,7 @@ def test_a_kill_between_the_state_and_the_weights_still_resumes(tmp_path: Path, 
         ckpt.matching_state(tmp_path / "run" / "checkpoints" / "last.safetensors", state).name
         == "last.state.prev.safetensors"
     )
-    train(settings.replace(epochs=2), resume=True, progress=False)
+    train(settings.replace(epochs=2), start="resume", progress=False)
     straight = tiny(tmp_path, out=str(tmp_path / "straight"))
     train(straight, progress=False)
     a, b = (load_file(p / "checkpoints" / "last.safetensors") for p in (tmp_path / "run", tmp_path / "straight"))
@@ -268,7 +268,7 @@ def test_training_log_matches_the_expected_log(tmp_path: Path, model: str) -> No
 
 
 def test_python_resume_behaves_as_the_shells(tmp_path: Path, capsys) -> None:
-    """The rules for resuming live in RunDir: ``celebae.train(..., resume=True)`` and ``celebae train --resume``
+    """The rules for resuming live in RunDir: ``celebae.train(..., start="resume")`` and ``celebae train --resume``
     continue to the same weights and refuse the same changes with the same message."""
     import shutil
 
@@ -278,14 +278,14 @@ def test_python_resume_behaves_as_the_shells(tmp_path: Path, capsys) -> None:
     py, sh = tmp_path / "py", tmp_path / "sh"
     train(tiny(tmp_path, epochs=1, out=str(py)), progress=False)
     shutil.copytree(py, sh)
-    train(RunDir(py).resume_settings({"epochs": 2}), resume=True, progress=False)
+    train(RunDir(py).resume_settings({"epochs": 2}), start="resume", progress=False)
     assert main(["train", "--resume", "--out", str(sh), "--epochs", "2", "--quiet"]) == 0
     a, b = (load_file(p / "checkpoints" / "last.safetensors") for p in (py, sh))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["train_loss"] for r in read_metrics(py)] == [r["train_loss"] for r in read_metrics(sh)]
 
     with pytest.raises(CelebaeError) as from_python:
-        train(RunDir(py).resume_settings({"nf": 16, "epochs": 3}), resume=True, progress=False)
+        train(RunDir(py).resume_settings({"nf": 16, "epochs": 3}), start="resume", progress=False)
     capsys.readouterr()
     assert main(["train", "--resume", "--out", str(sh), "--nf", "16", "--epochs", "3", "--quiet"]) == 2
     assert str(from_python.value).replace(str(py), "RUN") in capsys.readouterr().err.replace(str(sh), "RUN")

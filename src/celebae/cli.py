@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.metadata
 import json
 import logging
 import os
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CelebaeError
+from .quality.figures import MAX_GRID_IMAGES
 from .training.settings import Settings, load_settings, parse_value
 
 log = logging.getLogger("celebae")
+MAX_EXPLORE = 200_000  # faces the explorer holds codes of (all of CelebA's 202,599 is the most there is)
 
 
 def _field_type(name: str) -> type:
@@ -54,6 +57,10 @@ def add_settings_arguments(
                 "--model-arg", dest=f.name, action="append", type=_name_value, metavar="NAME=VALUE",
                 help=f.metadata["help"],
             )  # fmt: skip
+        elif f.metadata.get("choices"):
+            group.add_argument(
+                flag, default=None, choices=f.metadata["choices"], help=f.metadata["help"] + default_text
+            )
         else:
             group.add_argument(
                 flag, type=kind, default=None, metavar=f.name.upper(), help=f.metadata["help"] + default_text
@@ -89,17 +96,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training.loop import train
     from .training.rundir import RunDir
 
-    if (args.resume or args.auto_resume) and not args.out:
+    given = [flag for flag in ("resume", "overwrite", "auto_resume") if getattr(args, flag)]
+    if len(given) > 1:
+        raise CelebaeError(f"give one of --resume, --overwrite, --auto-resume, not {' and '.join(given)}")
+    start = {"resume": "resume", "overwrite": "overwrite", "auto_resume": "auto"}[given[0]] if given else "new"
+    if start in ("resume", "auto") and not args.out:
         raise CelebaeError(f"{'--resume' if args.resume else '--auto-resume'} needs --out RUN, the run directory")
-    if args.auto_resume:  # the same command for every start of a job a scheduler may requeue
-        run = RunDir(args.out)
-        if run.state == "finished":
-            log.info("%s has finished already; nothing to do", run.path)
-            return 0
-        args.resume = run.resumable
-        args.overwrite = not run.resumable  # a start that died before its first checkpoint left nothing to keep
     settings = RunDir(args.out).resume_settings(given_settings(args)) if args.resume else settings_from_args(args)
-    summary = train(settings, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    summary = train(settings, start, progress=not args.quiet)
     if summary:
         keys = ("train_loss", "train_mse", "val_mse", "test_mse", "test_psnr", "params", "train_images_per_s", "wall_s")
         print(json.dumps({k: summary[k] for k in keys}, indent=1))
@@ -198,10 +202,19 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_images(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The run and the images a split-reading tool works on (--data, --split, --limit)."""
+    from .use.latent import split_images
+    from .use.trained import load
+
+    trained = load(args.run, device=args.device)
+    return trained, split_images(trained, args.data, args.split, args.limit)
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
     from .use.latent import encode
 
-    for path in encode(args.run, args.out, args.data, args.split, args.limit, args.device):
+    for path in encode(*_split_images(args), args.out):
         print(path)
     return 0
 
@@ -209,7 +222,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_anomalies(args: argparse.Namespace) -> int:
     from .use.latent import anomalies
 
-    ranking = anomalies(args.run, args.out, args.data, args.split, args.top, args.limit, args.device)
+    ranking = anomalies(*_split_images(args), args.out, args.top)
     for r in ranking[: args.top]:
         print(f"{r['rank']:>4}  MSE {r['mse']:.5f}  PSNR {r['psnr']:6.2f}  {r['file']}")
     print(f"→ {Path(args.out) / 'ranking.csv'}, {Path(args.out) / 'anomalies.png'}")
@@ -218,17 +231,16 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from .use.latent import interpolate
+    from .use.trained import load
 
-    print(interpolate(args.run, args.a, args.b, args.out, args.steps, args.device))
+    print(interpolate(load(args.run, device=args.device), args.a, args.b, args.out, args.steps))
     return 0
 
 
 def cmd_neighbours(args: argparse.Namespace) -> int:
     from .use.latent import neighbours
 
-    found = neighbours(
-        args.run, args.query, args.out, args.data, args.split, args.k, args.metric, args.limit, args.device
-    )
+    found = neighbours(*_split_images(args), args.query, args.out, args.k, args.metric)
     for name, distance in found:
         print(f"{distance:.5f}  {name}")
     print(f"→ {args.out}")
@@ -238,7 +250,7 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
 def cmd_map(args: argparse.Namespace) -> int:
     from .use.latent import code_map
 
-    print(code_map(args.run, args.out, args.data, args.split, args.limit, args.device))
+    print(code_map(*_split_images(args), args.out))
     return 0
 
 
@@ -275,9 +287,9 @@ def _card_evaluation(run: str) -> dict[str, Any] | None:
     from .evaluation.scoring import evaluate
     from .training.rundir import RunDir
 
-    path = RunDir(run).eval_path("test")
-    recorded = json.loads(path.read_text()) if path.exists() else None
-    if recorded and any(m["method"].startswith("PCA") for m in recorded["methods"]):  # scored against baselines
+    recorded = RunDir(run).evaluation("test")
+    methods = recorded.get("methods", []) if recorded else []
+    if any(str(m.get("method", "")).startswith("PCA") for m in methods):  # scored against baselines
         return recorded
     try:
         return evaluate(run, baselines=("pca", "jpeg"))
@@ -309,19 +321,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---- the parser, as data ---------------------------------------------------------------------------------------
 
 
-def at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer no smaller than ``low`` (counts, steps, limits)."""
+def at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than ``low`` (counts, steps, limits) and, where given, no larger
+    than ``high`` (what a figure can draw, a port)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"must be at least {low}, got {value}" if value < low else f"must be at most {high}, got {value}"
+            )
         return value
 
-    parse.__name__ = f"integer ≥ {low}"
+    parse.__name__ = f"integer ≥ {low}" if high is None else f"integer {low}–{high}"
     return parse
 
 
@@ -437,12 +452,12 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
     ]),
     "anomalies": (cmd_anomalies, "Rank images by reconstruction error; grid of the extremes.", [
         *latent_args("folder for ranking.csv and anomalies.png"),
-        arg("--top", type=at_least(1), default=8, help="images shown at each end"),
+        arg("--top", type=at_least(1, MAX_GRID_IMAGES), default=8, help="images shown at each end"),
     ]),
     "neighbours": (cmd_neighbours, "Nearest images to a query in code space, as a grid.", [
         *latent_args("grid PNG"),
         arg("query", help="query image file"),
-        arg("--k", type=at_least(1), default=8, help="neighbours to show"),
+        arg("--k", type=at_least(1, MAX_GRID_IMAGES), default=8, help="neighbours to show"),
         arg("--metric", choices=("cosine", "euclidean"), default="cosine"),
     ]),
     "map": (cmd_map, "A 2-D PCA map of a split's codes, coloured by reconstruction error.", [*latent_args("PNG")]),
@@ -450,7 +465,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         RUN,
         arg("a", help="first image"),
         arg("b", help="second image"),
-        arg("--steps", type=at_least(2), default=8, help="decoded mixes, both ends included"),
+        arg("--steps", type=at_least(2, MAX_GRID_IMAGES), default=8, help="decoded mixes, both ends included"),
         arg("--out", default="interpolation.png"),
         DEVICE,
     ]),
@@ -476,9 +491,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         arg("runs", nargs="+", metavar="RUN", help="run directories or model folders (several: compared)"),
         arg("--data", help="the faces to explore (default: the first run's data)"),
         arg("--split", default="test", choices=("train", "val", "test", "all")),
-        arg("--limit", type=at_least(1), default=2000, help="faces of the split to load (default 2000)"),
+        arg("--limit", type=at_least(1, MAX_EXPLORE), default=2000, help="faces of the split to load (default 2000)"),
         arg("--host", default="127.0.0.1", help="address to serve on (default: this machine only)"),
-        arg("--port", type=at_least(1), default=7860),
+        arg("--port", type=at_least(1, 65535), default=7860),
         arg("--device", default="cpu"),
     ]),
     "demo": (cmd_demo, "Train conv and pool briefly (synthetic faces, or ./data/celeba if present) and write "
@@ -495,16 +510,26 @@ def build_parser() -> argparse.ArgumentParser:
         prog="celebae", description="Deep convolutional autoencoders for CelebA faces (train, evaluate, use)."
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of any error (also CELEBAE_DEBUG=1)")
+    parser.add_argument("--version", action="version", version=f"celebae {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (func, help_text, arguments) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func, command_parser=p)
+        # also after the subcommand; SUPPRESS keeps the top-level value when it is not given here
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         for a in arguments:
             if isinstance(a, SettingsFlags):
                 add_settings_arguments(p, a.only, a.exclude)
             else:
                 p.add_argument(*a.flags, **a.options)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("celebae")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 class _Format(logging.Formatter):

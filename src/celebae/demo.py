@@ -13,7 +13,6 @@ from pathlib import Path
 from .data import load_split
 from .quality.figures import plot_losses, save_grid
 from .training.loop import train
-from .training.rundir import RunDir
 from .training.settings import Settings
 from .use.trained import load
 
@@ -46,10 +45,8 @@ def demo(out: str | Path = "runs/demo", data: str | None = None, quick: bool = F
             out=str(out / f"{model}-nf16-bs32"),
             **limits,
         )
-        run = RunDir(settings.out)
-        if run.state != "finished":
-            train(settings, resume=run.resumable, overwrite=not run.resumable)
-        runs.append(load(run, "last", device="cpu"))
+        train(settings, start="auto")  # finished runs are kept, interrupted ones resumed
+        runs.append(load(settings.out, "last", device="cpu"))
 
     curves = {}
     for r in runs:

@@ -5,6 +5,8 @@ Kept free of torch so preparation workers start fast and stay small.
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -13,6 +15,8 @@ from PIL import Image, ImageOps
 
 SIZE = 128
 MIN_SIDE = 32  # below this an image is refused: upscaling it would invent most of the face
+MAX_PIXELS = 40_000_000  # above this an image is refused from its header, before any decoding (a 20 KB PNG can
+# declare 13000×13000 pixels: 500 MB once decoded)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 # How a picture becomes a 128×128 square.
@@ -65,10 +69,15 @@ def load_image(path: str | Path, crop: str = "resize-crop", size: int = SIZE) ->
 
     Raises BadImage for unreadable, truncated or too small files, FileNotFoundError for a missing one.
     """
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the decoder forever
+        raise BadImage("not a regular file (a FIFO, a device or a folder)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's palette/EXIF chatter; real failures raise
             with Image.open(path) as img:
+                w, h = img.size  # from the header: nothing is decoded yet
+                if w * h > MAX_PIXELS:
+                    raise BadImage(f"too large ({w}×{h} = {w * h:,} pixels; use one under {MAX_PIXELS:,})")
                 # Let libjpeg decode big photos at a reduced scale: far faster, and we downscale anyway.
                 if img.format == "JPEG" and min(img.size) > 4 * size:
                     img.draft("RGB", (2 * size, 2 * size))

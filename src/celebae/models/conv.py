@@ -51,7 +51,9 @@ class ConvAutoencoder(Autoencoder):
         self.image_shape = (3, image_size, image_size)
 
 
-@register_model("conv", "Model 1, strided convolutions", reported_params=30_685_440, small={"nf": 8})
+@register_model(
+    "conv", "Model 1, strided convolutions", reported_params=30_685_440, small={"nf": 8}, image_sizes=IMAGE_SIZES
+)
 def conv(
     nf: int = 64,
     nf_enc: int | None = None,

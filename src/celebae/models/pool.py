@@ -44,11 +44,7 @@ class PoolAutoencoder(Autoencoder):
 @register_model("pool", "Model 2, pooling and upsampling", reported_params=83_776, small={"nf": 4})
 def pool(nf: int = 16, slope: float = 0.2, image_size: int = SIZE, code_size: int | None = None) -> Autoencoder:
     """Model 2; one width ``nf``, whose code is 16·nf numbers (the report's 16 gives 256), at 128×128 only."""
-    if image_size != SIZE:
-        raise ValueError(
-            f"model 'pool' is the report's Model 2, defined for {SIZE}×{SIZE} images (three conv + pool stages "
-            f"to a 2×2 code), not {image_size}×{image_size}; use model conv for other sizes"
-        )
+    # image_size is checked by the registry: Model 2 is defined for 128×128 only (three stages to a 2×2 code)
     if code_size not in (None, 16 * nf):
         raise ValueError(f"model 'pool' has a code of 16·nf numbers ({16 * nf} at nf {nf}); set nf = code_size / 16")
     return PoolAutoencoder(nf, slope)

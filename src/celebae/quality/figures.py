@@ -4,10 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ..errors import CelebaeError
+
+MAX_GRID_IMAGES = 64  # images a user may ask for in one row of a figure (a strip, neighbours, extremes)
+MAX_COLUMNS = 2 * MAX_GRID_IMAGES  # what any grid draws in a row (a strip adds its two ends)
+
+
+def picture_path(path: str | Path, plot: Any = None) -> Path:
+    """``path`` with a picture format Pillow (or, for a ``plot``, matplotlib) can write, its folder made; a
+    one-line error for a name without one."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if plot is not None:
+        ok = suffix[1:] in plot.canvas.get_supported_filetypes()
+    else:
+        ok = Image.registered_extensions().get(suffix) in Image.SAVE
+    if not ok:
+        kinds = ".png, .pdf or .svg" if plot is not None else ".png, .jpg or .webp"
+        raise CelebaeError(f"cannot write a picture to {path}: end its name in {kinds}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def image_grid(
@@ -18,6 +40,8 @@ def image_grid(
     rows = [r.cpu().numpy() if torch.is_tensor(r) else np.asarray(r) for r in rows]
     m = pad if margin is None else margin
     cols = max(len(r) for r in rows)
+    if cols > MAX_COLUMNS:
+        raise CelebaeError(f"a grid row holds at most {MAX_COLUMNS} images, got {cols}; pass fewer")
     _, h, w = rows[0].shape[1:]
     canvas = np.full((len(rows) * (h + pad) - pad + 2 * m, cols * (w + pad) - pad + 2 * m, 3), fill, np.uint8)
     for i, row in enumerate(rows):
@@ -28,8 +52,7 @@ def image_grid(
 
 
 def save_grid(rows: Sequence[np.ndarray | torch.Tensor], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = picture_path(path)
     image_grid(rows).save(path)
     return path
 
@@ -38,6 +61,7 @@ def save_labelled_grid(rows: Sequence[np.ndarray | torch.Tensor], labels: Sequen
     """A grid with each row's label in a left margin (for comparing runs on the same images)."""
     from PIL import ImageDraw
 
+    path = picture_path(path)
     grid = image_grid(rows)
     margin = 8 + 6 * max(len(label) for label in labels)
     canvas = Image.new("RGB", (grid.width + margin, grid.height), "white")
@@ -46,8 +70,6 @@ def save_labelled_grid(rows: Sequence[np.ndarray | torch.Tensor], labels: Sequen
     cell = (grid.height - 2) / len(rows)
     for i, label in enumerate(labels):
         draw.text((4, int(2 + i * cell + cell / 2 - 5)), label, fill="black")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path
 
@@ -70,11 +92,12 @@ def _axes(size: tuple[float, float]):
 def _save(fig, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        path = picture_path(path, fig)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
     return path
 
 

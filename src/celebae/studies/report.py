@@ -9,7 +9,6 @@ mean with a band.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from ..data import load_split
 from ..quality.figures import plot_losses, save_labelled_grid
-from ..training.rundir import RunDir, finished_runs
+from ..training.rundir import RunDir, SweepDir, finished_runs
 from ..use.trained import load
 from .claims import all_claims
 from .points import Point, group_points
@@ -64,11 +63,12 @@ def write_tables(points: list[Point], sweep_dir: Path) -> list[Path]:
         for _, key in METRIC_COLUMNS:
             row[key], row[f"{key}_std"] = p.mean_std(key)
         rows.append(row)
-    with open(sweep_dir / "results.csv", "w", newline="") as f:
+    folder = SweepDir(sweep_dir)
+    with open(folder.table("results.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with open(sweep_dir / "results-runs.csv", "w", newline="") as f:
+    with open(folder.table("results-runs.csv"), "w", newline="") as f:
         keys = [key for _, key in SETTING_COLUMNS] + ["seed"] + [key for _, key in METRIC_COLUMNS]
         writer = csv.DictWriter(f, keys, extrasaction="ignore")
         writer.writeheader()
@@ -85,8 +85,8 @@ def write_tables(points: list[Point], sweep_dir: Path) -> list[Path]:
             cells.append(_cell(key, row[key]) + (f" ± {_cell(key, std)}" if std is not None else ""))
         lines.append("| " + " | ".join(cells) + " |")
     note = "\n\nWith several seeds: mean ± standard deviation over seeds; per-run rows in results-runs.csv."
-    (sweep_dir / "results.md").write_text("\n".join(lines) + (note if spread else "") + "\n")
-    return [sweep_dir / "results.csv", sweep_dir / "results-runs.csv", sweep_dir / "results.md"]
+    folder.table("results.md").write_text("\n".join(lines) + (note if spread else "") + "\n")
+    return [folder.table(name) for name in ("results.csv", "results-runs.csv", "results.md")]
 
 
 def _curves(runs: list[RunDir], metric: str, x: str) -> tuple[np.ndarray, np.ndarray]:
@@ -159,10 +159,9 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
     sweep_dir = Path(sweep_dir)
     points = group_points(finished_runs(sweep_dir))
     figures = write_tables_and_figures(sweep_dir, points)
-    study = json.loads((sweep_dir / "study.json").read_text()) if (sweep_dir / "study.json").exists() else {}
-    failed = []
-    if (sweep_dir / "sweep.json").exists():
-        failed = [p for p in json.loads((sweep_dir / "sweep.json").read_text())["points"] if p["status"] == "failed"]
+    folder = SweepDir(sweep_dir)
+    study = folder.study()
+    failed = [p for p in folder.record().get("points", []) if isinstance(p, dict) and p.get("status") == "failed"]
     s0, seeds = points[0].summary, sorted({len(p.runs) for p in points})
     overrides = ", ".join(f"{k} = {v}" for k, v in study.get("overrides", {}).items() if k != "data")
     text = [
@@ -175,7 +174,7 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
         "comparisons can come out differently, so read each verdict with the sizes above."
         + (f" Settings given on the command line for every run: {overrides}." if overrides else ""),
         "",
-        (sweep_dir / "results.md").read_text().strip(),
+        folder.table("results.md").read_text().strip(),
         "",
         "## What the numbers say about the report's claims",
         "",
@@ -194,6 +193,6 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
     ]
     if failed:
         text += ["", "## Failed points", "", *[f"- {p['name']}: {p['error']}" for p in failed]]
-    path = Path(out) if out else sweep_dir / "report.md"
+    path = Path(out) if out else folder.report_path
     path.write_text("\n".join(text) + "\n")
     return path

@@ -42,7 +42,7 @@ from filelock import FileLock
 from ..errors import CelebaeError
 from ..training.claim import RunHeld, RunLock
 from ..training.loop import train
-from ..training.rundir import RunDir
+from ..training.rundir import RunDir, SweepDir
 from ..training.settings import Settings, read_toml
 from .report import write_tables_and_figures
 
@@ -161,10 +161,11 @@ def expand(
         if name in names:
             raise CelebaeError(f"study {study.name}: two points are both {name}; make the points differ")
         names.add(name)
+        folder = SweepDir(out)
         if seeds is None:
-            points.append(settings.replace(out=str(out / name)))
+            points.append(settings.replace(out=str(folder.run(name).path)))
         else:
-            points += [settings.replace(seed=seed, out=str(out / name / f"seed-{seed}")) for seed in seeds]
+            points += [settings.replace(seed=seed, out=str(folder.run(name, seed).path)) for seed in seeds]
     return points
 
 
@@ -191,10 +192,7 @@ def _run_point(settings: Settings, device: str | None) -> tuple[str, str | None]
     except RunHeld as held:
         return ELSEWHERE, str(held)
     try:
-        if run.state == "finished":  # another process finished it since this one listed the study
-            return "done", None
-        resume = run.resumable  # else nothing worth keeping: a point that failed before its first checkpoint
-        train(settings, resume=resume, progress=device is None, overwrite=not resume)
+        train(settings, start="auto", progress=device is None)  # finished since it was listed: nothing to do
         return "done", None
     except KeyboardInterrupt:
         raise
@@ -261,7 +259,7 @@ def sweep(
         return [{"name": name(s), "status": _status(s), "settings": s.to_dict()} for s in points]
     out.mkdir(parents=True, exist_ok=True)
     about = {"name": study.name, "description": study.description, "file": str(study_file), "overrides": overrides}
-    _write_atomic(out / "study.json", json.dumps({**about, "overrides": overrides or {}}, indent=1))
+    _write_atomic(SweepDir(out).study_path, json.dumps({**about, "overrides": overrides or {}}, indent=1))
     gpus = torch.cuda.device_count()
     if parallel is None:
         parallel = gpus if gpus > 1 and all(s.device in ("auto", "cuda") for s in points) else 1
@@ -295,8 +293,9 @@ def _record(
         if status == "failed" and error:
             log.warning("%s failed: %s", name(s), error)
         records.append({"name": name(s), "status": status, "error": error if status == "failed" else None})
-    with FileLock(str(out / ".sweep.lock")):
-        _write_atomic(out / "sweep.json", json.dumps({"study": study, "points": records}, indent=1) + "\n")
+    folder = SweepDir(out)
+    with FileLock(str(folder.lock_path)):
+        _write_atomic(folder.record_path, json.dumps({"study": study, "points": records}, indent=1) + "\n")
         if any(r["status"] == "done" for r in records):
             write_tables_and_figures(out)
     return records

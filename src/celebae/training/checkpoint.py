@@ -14,16 +14,19 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, safe_open, save_file
+from safetensors.torch import load_file, save_file
 
 from ..errors import CelebaeError
+from ..files import parse_json, regular_file
 
 FORMAT = "celebae-1"
+MAX_HEADER = 100_000_000  # the safetensors format's own limit on a header
 _UNSET_DIGEST = "0" * 64  # written first, then replaced in place by the digest (same length, same header size)
 
 
@@ -61,24 +64,84 @@ def _seal(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _load_checked(path: Path, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file whose data match the digest in its header."""
+@dataclass
+class Header:
+    """A safetensors file's header: its tensors (name → dtype, shape, data_offsets), metadata and layout."""
+
+    tensors: dict[str, dict[str, Any]]
+    meta: dict[str, str]
+    data_start: int  # the tensor data follow the header here, to the end of the file
+
+
+def read_header(path: Path, what: str = "checkpoint") -> Header:
+    """The header of a safetensors file, checked against the file before any data are read: a regular file,
+    a header within the file, and data exactly as long as the header declares (no truncation, no padding)."""
+
+    def bad(reason: str) -> CelebaeError:
+        return CelebaeError(f"{what} {path} is unreadable ({reason}); it may be truncated or not a checkpoint")
+
     try:
-        blob = path.read_bytes()
-        header_len = int.from_bytes(blob[:8], "little")
-        meta = json.loads(blob[8 : 8 + header_len]).get("__metadata__") or {}
-        tensors = load(blob)
+        with open(regular_file(path, what), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            header_len = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < header_len <= min(MAX_HEADER, size - 8):
+                raise bad("no safetensors header")
+            header = parse_json(f.read(header_len), f"{what} {path}'s header")
     except FileNotFoundError:
         raise CelebaeError(f"{what} {path} does not exist") from None
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CelebaeError(f"{what} {path} is unreadable ({err}); it may be truncated") from None
-    stored = meta.get("sha256")
-    if stored is not None and hashlib.sha256(memoryview(blob)[8 + header_len :]).hexdigest() != stored:
+    meta = header.pop("__metadata__", None) or {}
+    try:
+        ends = [int(t["data_offsets"][1]) for t in header.values()]
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise bad("a tensor without data offsets") from None
+    data = size - 8 - header_len
+    if max(ends, default=0) != data:
+        raise bad(f"its header declares {max(ends, default=0):,} bytes of tensor data, the file holds {data:,}")
+    if not isinstance(meta, dict):
+        raise bad("metadata that is not a table")
+    return Header(header, meta, 8 + header_len)
+
+
+def _check_digest(path: Path, header: Header, what: str) -> None:
+    """The SHA-256 of the tensor data, read in chunks, against the one in the header."""
+    stored = header.meta.get("sha256")
+    if stored is None:
+        raise CelebaeError(
+            f"{what} {path} carries no checksum (celebae writes one into every file), so it cannot be trusted; "
+            "export or train it again"
+        )
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(header.data_start)
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    if digest.hexdigest() != stored:
         raise CelebaeError(
             f"{what} {path} is corrupt: its data do not match the checksum stored with it; "
             "use the run's other checkpoint (--checkpoint best/last) or train again"
         )
-    return tensors, meta
+
+
+def _load_checked(
+    path: Path, what: str = "checkpoint", expected: dict[str, tuple[int, ...]] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file whose data match the digest in its header. With ``expected``
+    (name → shape), the header must declare exactly those tensors, checked before any data are read."""
+    header = read_header(path, what)
+    if expected is not None:
+        declared = {name: tuple(t.get("shape", ())) for name, t in header.tensors.items()}
+        if declared != expected:
+            diff = sorted(set(declared) ^ set(expected)) or sorted(k for k in declared if declared[k] != expected[k])
+            name = diff[0]
+            detail = f"{name}: {declared.get(name, 'missing')} in the file, {expected.get(name, 'none')} in the model"
+            raise CelebaeError(f"{what} {path} does not fit this model ({detail}); check its settings")
+    _check_digest(path, header, what)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise CelebaeError(f"{what} {path} is unreadable ({err}); it may be truncated") from None
+    return tensors, header.meta
 
 
 def save_weights(model: torch.nn.Module, path: Path, settings: dict[str, Any], position: dict[str, Any]) -> None:
@@ -88,20 +151,16 @@ def save_weights(model: torch.nn.Module, path: Path, settings: dict[str, Any], p
 
 def read_metadata(path: Path) -> dict[str, Any]:
     """The settings and position stored in a weights file."""
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-    except FileNotFoundError:
-        raise CelebaeError(f"checkpoint {path} does not exist") from None
-    except (SafetensorError, OSError) as err:
-        raise CelebaeError(f"checkpoint {path} is unreadable ({err}); it may be truncated") from None
+    meta = read_header(path).meta
     if meta.get("format") != FORMAT:
         raise CelebaeError(f"{path} is not a celebae checkpoint (format {meta.get('format')!r})")
-    return {"settings": json.loads(meta["settings"]), "position": json.loads(meta["position"])}
+    return {key: parse_json(meta.get(key, ""), f"the {key} stored in {path}") for key in ("settings", "position")}
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
-    state, _ = _load_checked(path)
+    """The weights in ``path`` into ``model``; the file's tensors are checked against the model's (names and
+    shapes) from its header, and its checksum, before its data are read."""
+    state, _ = _load_checked(path, expected={k: tuple(v.shape) for k, v in model.state_dict().items()})
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -149,11 +208,11 @@ def matching_state(weights: Path, state: Path) -> Path:
     step = read_metadata(weights)["position"]["step"]
     for candidate in (state, _previous(state)):
         try:
-            with safe_open(str(candidate), "pt") as f:
-                if json.loads((f.metadata() or {})["position"])["step"] == step:
-                    return candidate
-        except (FileNotFoundError, SafetensorError, OSError, KeyError):
+            position = parse_json(read_header(candidate, "training state").meta.get("position", ""), "position")
+        except CelebaeError:
             continue
+        if position.get("step") == step:
+            return candidate
     raise CelebaeError(
         f"no training state in {state.parent} matches {weights.name} (step {step}); "
         "the run can be evaluated but not resumed"
@@ -164,7 +223,7 @@ def read_extras(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The ``extra`` and ``extra_tensors`` a state file was saved with (empty for an older file)."""
     tensors, meta = _load_checked(path, "training state")
     more = {k.removeprefix("extra."): v for k, v in tensors.items() if k.startswith("extra.")}
-    return json.loads(meta.get("extra") or "{}"), more
+    return parse_json(meta.get("extra") or "{}", f"the extra state in {path}"), more
 
 
 def load_state(optimizer: torch.optim.Optimizer, path: Path) -> dict[str, Any]:
@@ -175,7 +234,8 @@ def load_state(optimizer: torch.optim.Optimizer, path: Path) -> dict[str, Any]:
         if name.startswith("optim."):
             _, pid, key = name.split(".", 2)
             state.setdefault(int(pid), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    groups = parse_json(meta.get("param_groups", ""), f"the optimiser groups in {path}", list)
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
     # The moments come back from the file row-major; give them their parameter's layout (channels_last
     # weights). Fused Adam walks parameter, gradient and moments as flat memory: on a CPU it silently
     # mixes up elements whose layouts differ, on CUDA it refuses them.
@@ -188,4 +248,4 @@ def load_state(optimizer: torch.optim.Optimizer, path: Path) -> dict[str, Any]:
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-    return json.loads(meta["position"])
+    return parse_json(meta.get("position", ""), f"the position in {path}")

@@ -20,6 +20,7 @@ from typing import Any
 import filelock
 
 from ..errors import CelebaeError
+from ..files import read_json
 from .distributed import Processes
 from .rundir import RunDir
 from .settings import RESUMABLE, Settings
@@ -80,21 +81,43 @@ class RunLock:
 def describe_holder(run: RunDir) -> str:
     """ "pid 1234 on host since 2026-12-01 15:20:03", or "another process" where the holder did not say."""
     try:
-        h = json.loads(run.lock_holder_path.read_text())
+        h = read_json(run.lock_holder_path, "lock holder")
         return f"pid {h['pid']} on {h['host']} since {h['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, CelebaeError, KeyError):
         return "another process"
 
 
-def claim(run: RunDir, settings: Settings, resume: bool, overwrite: bool, procs: Processes) -> RunLock | None:
-    """Check and take ``run`` for this job before any work: rank 0 locks it, checks the rules and clears an
-    overwritten run; every rank then agrees, so all of them fail together with one line, or none does."""
+# How a run may start in its directory: the one place this is decided (``celebae train`` flags, the demo and
+# sweeps all name a start; ``start_mode`` turns auto into one of the others).
+STARTS = {
+    "new": "start a run; refused where the directory holds one",
+    "resume": "continue the run from its last checkpoint; its defining settings must match",
+    "overwrite": "remove the run in the directory, then start",
+    "auto": "finished: nothing to do; a checkpoint: resume; otherwise start it (again); for requeued jobs",
+}
+
+
+def start_mode(run: RunDir, start: str) -> str:
+    """``start`` as new, resume or overwrite, or ``done`` where an auto start finds the run finished."""
+    if start not in STARTS:
+        raise CelebaeError(f"start must be one of {', '.join(STARTS)}, got {start!r}")
+    if start != "auto":
+        return start
+    if run.state == "finished":
+        return "done"
+    return "resume" if run.resumable else "overwrite"  # a start that died before its first checkpoint left nothing
+
+
+def claim(run: RunDir, settings: Settings, mode: str, procs: Processes) -> RunLock | None:
+    """Check and take ``run`` for this job before any work (``mode``: new, resume or overwrite): rank 0 locks
+    it, checks the rules and clears an overwritten run; every rank then agrees, so all of them fail together
+    with one line, or none does."""
     lock, error = None, None
     try:
         check_writable(run)
         if procs.main:
             lock = RunLock(run).acquire()
-            check_start(run, settings, resume, overwrite)
+            check_start(run, settings, mode)
     except CelebaeError as err:
         error = err
     if not procs.all_ok(error is None):
@@ -114,14 +137,14 @@ def check_writable(run: RunDir) -> None:
         raise CelebaeError(f"cannot write the run directory {run.path}: {reason} (at {existing})")
 
 
-def check_start(run: RunDir, settings: Settings, resume: bool, overwrite: bool = False) -> None:
-    """The rules for (re)using this directory: a run is never written over without ``overwrite`` (which
-    removes its files), a resumed one keeps the settings that define it (those outside ``RESUMABLE``).
-    Called by the lock's holder, after ``check_writable``."""
-    if not resume:
-        _check_free(run, overwrite)
-    else:
+def check_start(run: RunDir, settings: Settings, mode: str) -> None:
+    """The rules for (re)using this directory: a run is never written over but by ``overwrite`` (which removes
+    its files), a resumed one keeps the settings that define it (those outside ``RESUMABLE``). Called by the
+    lock's holder, after ``check_writable``."""
+    if mode == "resume":
         _check_resumable(run, settings)
+    else:
+        _check_free(run, overwrite=mode == "overwrite")
 
 
 def _check_free(run: RunDir, overwrite: bool) -> None:
@@ -145,7 +168,7 @@ def _check_resumable(run: RunDir, settings: Settings) -> None:
             else "drop --resume to start it"
         )
         raise CelebaeError(f"nothing to resume in {run.path}: no {run.weights('last').relative_to(run.path)}; {hint}")
-    stored = run.read_config().to_dict()
+    stored = run.read_config().resolved().to_dict()  # a run of an older celebae stored paths as typed
     changed = sorted(k for k, v in settings.to_dict().items() if k not in RESUMABLE and stored.get(k) != v)
     if changed:
         detail = ", ".join(f"{k}: {stored.get(k)!r} → {getattr(settings, k)!r}" for k in changed)

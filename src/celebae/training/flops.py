@@ -9,12 +9,13 @@ import time
 
 import torch
 
-from ..data.images import SIZE
+from ..models import Autoencoder
 from .device import synchronize
 
 
-def training_flops_per_image(model: torch.nn.Module, size: int = SIZE) -> float:
-    """≈ 6 × forward multiply-accumulates (forward 2 FLOP/MAC, backward twice that), from the layers' shapes."""
+def training_flops_per_image(model: Autoencoder) -> float:
+    """≈ 6 × forward multiply-accumulates (forward 2 FLOP/MAC, backward twice that), from the layers' shapes,
+    on one image of the model's own size (``model.image_shape``)."""
     macs = 0
     hooks = []
 
@@ -33,7 +34,7 @@ def training_flops_per_image(model: torch.nn.Module, size: int = SIZE) -> float:
     model.eval()
     with torch.no_grad():
         p = next(model.parameters())
-        model(torch.zeros(1, 3, size, size, device=p.device))
+        model(torch.zeros(1, *model.image_shape, device=p.device))
     model.train(was_training)
     for h in hooks:
         h.remove()

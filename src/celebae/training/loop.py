@@ -29,7 +29,7 @@ from ..quality.figures import plot_losses, save_grid
 from ..quality.losses import Loss, get_loss
 from ..quality.metrics import Scores, score
 from . import checkpoint as ckpt
-from .claim import claim
+from .claim import claim, start_mode
 from .device import adam, autocast, backends, resolve_device, resolve_precision, tune_allocator
 from .distributed import Processes, start_processes
 from .rundir import MetricsLog, RunDir, read_metrics
@@ -109,31 +109,38 @@ class Network:
         return self.ema.module if self.ema is not None else self.model
 
 
-def train(settings: Settings, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+def train(settings: Settings, start: str = "new", progress: bool = True) -> dict[str, Any]:
     """Train one run; returns its summary (also written to ``RUN/summary.json``).
 
-    ``resume`` continues ``settings.out`` from its last checkpoint; the settings must match the stored ones
-    except those a resume may change (``RunDir.resume_settings`` makes them). A directory holding a run is
-    never written over unless ``overwrite`` (which removes that run's files first), and never by two
-    processes at once (a second one gets ``RunHeld``, naming the holder). Ctrl-C, SIGTERM and SIGUSR1 finish
-    the step in progress, save a checkpoint and raise ``Stopped`` (a KeyboardInterrupt naming the signal).
+    ``start`` is one of ``claim.STARTS``: ``new`` (refused where ``settings.out`` holds a run), ``resume``
+    (continue from the last checkpoint; the settings must match the stored ones except those a resume may
+    change, which ``RunDir.resume_settings`` makes), ``overwrite`` (remove the run there first) or ``auto``
+    (finished: its summary, nothing trained; a checkpoint: resume; else start). A directory is never written
+    by two processes at once (a second one gets ``RunHeld``, naming the holder). Ctrl-C, SIGTERM and SIGUSR1
+    finish the step in progress, save a checkpoint and raise ``Stopped`` (a KeyboardInterrupt naming the signal).
     """
     started = time.perf_counter()
+    run = RunDir.default_for(settings)
+    settings = settings.replace(out=str(run.path)).resolved()  # paths as they are from anywhere
+    run = RunDir(settings.out)
+    mode = start_mode(run, start)
+    if mode == "done":
+        log.info("%s has finished already; nothing to do", run.path)
+        return run.summary
     tune_allocator()
     procs = start_processes()
     lock = None
     try:
         device = resolve_device(settings.device, procs.local_rank)
-        run = RunDir.default_for(settings)
         precision, channels_last = resolve_precision(settings.precision, settings.channels_last, device)
-        settings = settings.replace(out=str(run.path), precision=precision, channels_last=channels_last)
-        settings = settings.replace(schedule_epochs=schedule_epochs(run, settings, resume))
-        lock = claim(run, settings, resume, overwrite, procs)  # one writer, held to the end of the run
+        settings = settings.replace(precision=precision, channels_last=channels_last)
+        settings = settings.replace(schedule_epochs=schedule_epochs(run, settings, mode == "resume"))
+        lock = claim(run, settings, mode, procs)  # one writer, held to the end of the run
         torch.manual_seed(settings.seed)
         net = build_network(settings, device, procs)  # first: a model that cannot be built fails before data work
         data = load_data(settings, device, procs, progress)
         net.schedule = Schedule(net.optimizer, settings, len(data.train))  # before restore, which loads its state
-        pos = restore(run, net, procs) if resume else Position()
+        pos = restore(run, net, procs) if mode == "resume" else Position()
         trainer = Trainer(run, settings, device, procs, data, net, pos, started, progress)
         with trainer, StopSignals() as stop, backends(device, settings.deterministic, settings.cudnn_benchmark):
             while pos.epoch < settings.epochs:
@@ -201,7 +208,9 @@ def load_data(settings: Settings, device: torch.device, procs: Processes, progre
 
 def build_network(settings: Settings, device: torch.device, procs: Processes) -> Network:
     """The model in its layout, Adam, and the module the steps call (DDP- and compile-wrapped as asked)."""
-    model = build_model(settings.model, **settings.model_kwargs()).to(device)
+    # weights, gradients and Adam's two moments (and the average with --ema) must fit before anything is built
+    copies = 4 + (settings.ema is not None)
+    model = build_model(settings.model, copies=copies, **settings.model_kwargs()).to(device)
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if settings.sync_batchnorm and procs.world > 1:
@@ -425,9 +434,10 @@ class Trainer:
             ckpt.save_weights(net.model, self.run.weights("last"), settings, position)
             if best:
                 ckpt.save_weights(net.scored, self.run.weights("best"), settings, position)
-        except CelebaeError as err:
+        except CelebaeError as err:  # auto: resumes from the last checkpoint if one was saved, else starts again
             raise CelebaeError(
-                f"{err}; once there is room, continue with: celebae train --resume --out {self.run.path}"
+                f"{err}; once there is room, run the same command again with --auto-resume "
+                "(Python: celebae.train(settings, start='auto'))"
             ) from None
 
     def stop_agreed(self, stop: StopSignals) -> bool:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CelebaeError
+from ..files import read_json, regular_file
 from .settings import Settings, load_settings
 
 METRIC_FIELDS = [
@@ -159,7 +160,7 @@ class RunDir:
     def resume_settings(self, changes: dict[str, Any] | None = None) -> Settings:
         """The settings to resume this run with: the stored ones, with ``changes`` applied (``epochs=16``).
 
-        ``celebae train --resume`` uses it with the flags given; ``celebae.train(settings, resume=True)``
+        ``celebae train --resume`` uses it with the flags given; ``celebae.train(settings, start="resume")``
         checks whatever settings it is given against the same rules."""
         if not self.config_path.exists():
             raise CelebaeError(f"nothing to resume in {self.path}: no config.json; drop --resume to start a new run")
@@ -184,21 +185,27 @@ class RunDir:
     def add_val_errors(self, epochs_before: int, mse: np.ndarray) -> None:
         """Append one epoch's per-image validation errors after the first ``epochs_before`` rows (a resumed
         run replaces any rows a killed attempt wrote past its checkpoint)."""
-        rows = (
-            np.load(self.val_errors_path)[:epochs_before] if self.val_errors_path.exists() else np.empty((0, len(mse)))
-        )
+        rows = _load_npy(self.val_errors_path)
+        rows = rows[:epochs_before] if rows is not None else np.empty((0, len(mse)))
         if rows.shape[1:] != mse.shape or len(rows) != epochs_before:
             rows = np.full((epochs_before, len(mse)), np.nan, np.float32)  # unknown epochs (an older run)
         _save_npy(self.val_errors_path, np.vstack([rows, mse[None]]).astype(np.float32))
 
+    def evaluation(self, split: str = "test") -> dict[str, Any] | None:
+        """What ``celebae evaluate`` recorded for ``split`` (None where it has not run)."""
+        try:
+            return read_json(self.eval_path(split), "evaluation record")
+        except FileNotFoundError:
+            return None
+
     def test_errors(self) -> np.ndarray | None:
-        return np.load(self.test_errors_path) if self.test_errors_path.exists() else None
+        return _load_npy(self.test_errors_path)
 
     def val_errors(self, epoch: int) -> np.ndarray | None:
         """Per-image validation MSE after ``epoch`` (1-based), where recorded."""
-        if not self.val_errors_path.exists():
+        rows = _load_npy(self.val_errors_path)
+        if rows is None:
             return None
-        rows = np.load(self.val_errors_path)
         return rows[epoch - 1] if 0 < epoch <= len(rows) and np.isfinite(rows[epoch - 1]).all() else None
 
     def mark_failed(self, error: str) -> None:
@@ -216,7 +223,10 @@ class RunDir:
 
     @cached_property
     def summary(self) -> dict[str, Any] | None:
-        return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else None
+        try:
+            return read_json(self.summary_path, "run summary")
+        except FileNotFoundError:
+            return None
 
     @cached_property
     def metrics(self) -> list[dict[str, Any]]:
@@ -239,6 +249,16 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=1) + "\n")
 
 
+def _load_npy(path: Path) -> np.ndarray | None:
+    """A run's per-image error file, or None where it has none."""
+    try:
+        return np.load(regular_file(path, "error file"))
+    except FileNotFoundError:
+        return None
+    except ValueError as err:
+        raise CelebaeError(f"error file {path} is damaged ({err}); train the run again") from None
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
     np.save(tmp, array)
@@ -250,8 +270,63 @@ def read_metrics(run: str | Path) -> list[dict[str, Any]]:
     path = RunDir(run).metrics_path
     if not path.exists():
         raise CelebaeError(f"{path} does not exist; is {run} a celebae run directory?")
-    with open(path, newline="") as f:
-        return [{k: (v if k == "kind" else (float(v) if v else None)) for k, v in r.items()} for r in csv.DictReader(f)]
+    try:
+        with open(regular_file(path, "metrics file"), newline="") as f:
+            return [
+                {k: (v if k == "kind" else (float(v) if v else None)) for k, v in r.items()} for r in csv.DictReader(f)
+            ]
+    except (ValueError, csv.Error) as err:
+        raise CelebaeError(f"metrics file {path} is damaged ({err}); it is not a celebae metrics log") from None
+
+
+class SweepDir:
+    """A sweep folder: its runs (``POINT`` or ``POINT/seed-K``, each a ``RunDir``) and the files about them.
+
+    SWEEP/study.json            the study and the overrides it ran with
+    SWEEP/sweep.json            each run's status after the last pass (written under .sweep.lock)
+    SWEEP/results.csv, results-runs.csv, results.md   the tables (per point, per run)
+    SWEEP/*.png, report.md      the figures and the report (``celebae report``)
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def run(self, point: str, seed: int | None = None) -> RunDir:
+        """The run directory of ``point`` (``POINT/seed-K`` where the study has seeds)."""
+        return RunDir(self.path / point if seed is None else self.path / point / f"seed-{seed}")
+
+    @property
+    def study_path(self) -> Path:
+        return self.path / "study.json"
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / "sweep.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / ".sweep.lock"
+
+    def table(self, name: str) -> Path:
+        """``results.csv``, ``results-runs.csv``, ``results.md``: the sweep's tables."""
+        return self.path / name
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report.md"
+
+    def study(self) -> dict[str, Any]:
+        try:
+            return read_json(self.study_path, "study record")
+        except FileNotFoundError:
+            return {}
+
+    def record(self) -> dict[str, Any]:
+        """``sweep.json`` (empty where no pass has finished)."""
+        try:
+            return read_json(self.record_path, "sweep record")
+        except FileNotFoundError:
+            return {}
 
 
 def finished_runs(sweep_dir: str | Path) -> dict[str, RunDir]:
@@ -262,8 +337,7 @@ def finished_runs(sweep_dir: str | Path) -> dict[str, RunDir]:
         raise CelebaeError(f"sweep folder {sweep_dir} does not exist")
     found = [p.parent for p in (*sweep_dir.glob("*/summary.json"), *sweep_dir.glob("*/seed-*/summary.json"))]
     runs = {p.relative_to(sweep_dir).as_posix(): RunDir(p) for p in sorted(found)}
-    order_file = sweep_dir / "sweep.json"
-    order = [p["name"] for p in json.loads(order_file.read_text())["points"]] if order_file.exists() else []
+    order = [p.get("name") for p in SweepDir(sweep_dir).record().get("points", []) if isinstance(p, dict)]
     names = [n for n in order if n in runs] + [n for n in runs if n not in order]
     if not names:
         raise CelebaeError(f"{sweep_dir} holds no finished runs (no */summary.json); run `celebae sweep` first")

@@ -8,7 +8,7 @@ the same keys as the fields below (``batch_size = 32``).
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,7 +18,9 @@ from ..data import DataSpec
 from ..data.augment import AUGMENTS
 from ..data.images import CROPS
 from ..errors import CelebaeError
-from ..models import IMAGE_SIZES, MODELS, SIZE, model_spec
+from ..files import MAX_JSON_BYTES, read_json, regular_file
+from ..models import MODELS, SIZE, model_spec
+from ..quality.figures import MAX_GRID_IMAGES
 from ..quality.losses import LOSSES
 from .device import PRECISIONS
 from .schedule import SCHEDULES
@@ -49,6 +51,14 @@ RESUMABLE = frozenset(
 )
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+MAX_SEED = 2**63 - 1  # what torch.manual_seed and NumPy's generators take
+
+
+def _sizes_help() -> str:
+    return "; ".join(f"{name}: {', '.join(map(str, spec.image_sizes))}" for name, spec in MODELS.items())
+
+
 def _models_help() -> str:
     return "; ".join(f"{name}: {spec.description}" for name, spec in MODELS.items())
 
@@ -59,9 +69,9 @@ def _defaults_help(argument: str) -> str:
     )
 
 
-def _f(default: Any, help: str) -> Any:
-    """A field with its help text (the CLI shows it)."""
-    return field(default=default, metadata={"help": help})
+def _f(default: Any, help: str, choices: Any = None) -> Any:
+    """A field with its help text and, for a setting that is one of a list, its choices (the CLI shows both)."""
+    return field(default=default, metadata={"help": help, "choices": tuple(choices) if choices else None})
 
 
 @dataclass
@@ -72,6 +82,7 @@ class Settings:
     crop: str = _f(
         "resize-crop",
         "resize-crop: shorter side to 128, centre crop (the authors'); crop-resize: centre square, then resize",
+        CROPS,
     )
     limit_train: int | None = _f(None, "use only the first N training images (quick runs)")
     limit_val: int | None = _f(None, "use only the first N validation images")
@@ -81,22 +92,22 @@ class Settings:
     follow_links: bool = _f(False, "image folders: also follow links that lead out of the folder")
     cache_dir: str | None = _f(None, "prepared splits; default $CELEBAE_CACHE or ~/.cache/celebae")
     # the model
-    model: str = _f("conv", _models_help())
+    model: str = _f("conv", _models_help(), MODELS)
     nf: int | None = _f(None, f"width; default {_defaults_help('nf')}")
     nf_enc: int | None = _f(None, "conv only: encoder width (default nf)")
     nf_dec: int | None = _f(None, "conv only: decoder width (default nf)")
     slope: float | None = _f(
         None, f"LeakyReLU slope (default {_defaults_help('slope')}); 1.0 reproduces the authors' code (linear)"
     )
-    image_size: int | None = _f(
-        None, f"image side S, a power of two from {IMAGE_SIZES[0]} to {IMAGE_SIZES[-1]} (default {SIZE})"
-    )
+    image_size: int | None = _f(None, f"image side S (default {SIZE}); {_sizes_help()}")
     code_size: int | None = _f(None, f"numbers in the code (default {_defaults_help('code_size')})")
     model_args: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "any other argument of the model, as NAME=VALUE (repeatable); TOML: a [model_args] table"},
     )
-    loss: str = _f("mse", "training loss: " + "; ".join(f"{n}: {loss.description}" for n, loss in LOSSES.items()))
+    loss: str = _f(
+        "mse", "training loss: " + "; ".join(f"{n}: {loss.description}" for n, loss in LOSSES.items()), LOSSES
+    )
     # optimisation
     epochs: int = _f(8, "passes over the training split")
     batch_size: int = _f(64, "images per optimiser step (over all processes)")
@@ -109,6 +120,7 @@ class Settings:
         "constant",
         "constant | cosine (to lr_min over the run) | step (×lr_gamma every lr_step_epochs) | "
         "plateau (×lr_gamma after lr_patience epochs without a lower validation loss)",
+        SCHEDULES,
     )
     schedule_epochs: int | None = _f(
         None,
@@ -121,7 +133,9 @@ class Settings:
     lr_gamma: float = _f(0.1, "step, plateau: the factor of each decay")
     lr_patience: int = _f(2, "plateau: epochs without improvement before a decay")
     augment: str = _f(
-        "none", "training batches only, on the device: none | flip (horizontal, half the images) | flip-shift"
+        "none",
+        "training batches only, on the device: none | flip (horizontal, half the images) | flip-shift",
+        AUGMENTS,
     )
     shift_px: int = _f(4, "flip-shift: the largest shift in pixels (edge pixels repeated)")
     ema: float | None = _f(
@@ -133,11 +147,15 @@ class Settings:
     grad_clip: float | None = _f(None, "clip the gradients' global norm to this")
     # how it runs
     device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
-    precision: str = _f("auto", "auto | fp32 | bf16 (autocast); auto: bf16 on GPUs and on CPUs with native bf16")
+    precision: str = _f(
+        "auto", "auto | fp32 | bf16 (autocast); auto: bf16 on GPUs and on CPUs with native bf16", PRECISIONS
+    )
     channels_last: bool | None = _f(None, "NHWC memory layout; default on with bf16 or a GPU")
     sync_batchnorm: bool = _f(False, "multi-GPU: BatchNorm statistics over the global batch, as on one GPU")
     compile: bool = _f(False, "torch.compile the model")
-    compile_mode: str = _f("default", "with --compile: default, reduce-overhead (CUDA graphs) or max-autotune")
+    compile_mode: str = _f(
+        "default", "with --compile: default, reduce-overhead (CUDA graphs) or max-autotune", COMPILE_MODES
+    )
     data_on_device: bool | None = _f(
         None,
         "CUDA: hold each split on the GPU (default: when it fits in half the free memory; else stream batches)",
@@ -202,19 +220,17 @@ class Settings:
                 raise CelebaeError(message)
 
         need(isinstance(self.model_args, dict), f"model_args must be a table of NAME = VALUE, got {self.model_args!r}")
-        need(
-            self.image_size in (None, *IMAGE_SIZES),
-            f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}",
-        )
-        model_spec(self.model).check(self.model_kwargs())
+        model_spec(self.model).check(self.model_kwargs())  # the model says which sizes and arguments it takes
         need(self.loss in LOSSES, f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         need(self.crop in CROPS, f"unknown crop {self.crop!r}; choose one of {', '.join(CROPS)}")
         need(
             self.precision in PRECISIONS,
             f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
         )
-        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-        need(self.compile_mode in modes, f"compile_mode must be one of {', '.join(modes)}, got {self.compile_mode!r}")
+        need(
+            self.compile_mode in COMPILE_MODES,
+            f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",
+        )
         for name in ("epochs", "batch_size", "log_every", "synthetic_size"):
             need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
         need(self.batch_size >= 2, f"batch_size must be at least 2 (BatchNorm needs two images), got {self.batch_size}")
@@ -223,7 +239,20 @@ class Settings:
             need(value is None or value >= 1, f"{name} must be at least 1, got {value}")
         need(self.lr > 0, f"lr must be positive, got {self.lr}")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must lie in [0, 1)")
-        need(self.grid_images >= 1, f"grid_images must be at least 1, got {self.grid_images}")
+        need(
+            1 <= self.grid_images <= MAX_GRID_IMAGES,
+            f"grid_images must be 1 to {MAX_GRID_IMAGES}, got {self.grid_images}",
+        )
+        for name in ("seed", "split_seed"):
+            need(0 <= getattr(self, name) <= MAX_SEED, f"{name} must be 0 to 2**63 - 1, got {getattr(self, name)}")
+        need(
+            math.isfinite(self.checkpoint_minutes) and self.checkpoint_minutes >= 0,
+            f"checkpoint_minutes must be 0 or more (0: after every step), got {self.checkpoint_minutes}",
+        )
+        need(self.out is None or self.out.strip() != "", "out must name a folder (or be left out for the default)")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            need(not isinstance(value, float) or math.isfinite(value), f"{f.name} must be a finite number, got {value}")
         self._validate_recipe(need)
 
     def _validate_recipe(self, need: Any) -> None:
@@ -241,6 +270,21 @@ class Settings:
         need(0 < self.lr_gamma <= 1, f"lr_gamma is a factor in (0, 1], got {self.lr_gamma}")
         need(self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be positive, got {self.grad_clip}")
 
+    def resolved(self) -> Settings:
+        """The paths (``data``, ``out``, ``cache_dir``) made absolute, as a run stores them when it starts: it
+        then resumes and is evaluated from any working directory. What was typed is only for display."""
+
+        def absolute(path: str | None) -> str | None:
+            return None if path is None else str(Path(path).expanduser().resolve())
+
+        data = self.data if self.data == "synthetic" else absolute(self.data)
+        return self.replace(data=data, out=absolute(self.out), cache_dir=absolute(self.cache_dir))
+
+    def portable(self) -> Settings:
+        """These settings without this machine's paths, as a shared model folder carries them: no run directory
+        or cache, and the data named by its folder (``celeba-sample``), not where it lies."""
+        return self.replace(data=data_name(self.data), out=None, cache_dir=None)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -249,6 +293,8 @@ class Settings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "settings") -> Settings:
+        if not isinstance(values, dict):
+            raise CelebaeError(f"{where}: settings must be a table of NAME = VALUE, got {type(values).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -257,6 +303,11 @@ class Settings:
             return cls(**values)
         except TypeError as err:
             raise CelebaeError(f"{where}: {err}") from None
+
+
+def data_name(data: str) -> str:
+    """A data source as a person reads it, without the machine's path: ``synthetic`` or the folder's name."""
+    return data if data == "synthetic" else Path(data).name
 
 
 def parse_value(text: str) -> Any:
@@ -271,12 +322,16 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     """A TOML file as a dict, with a one-line error for a missing or malformed file."""
     path = Path(path)
     try:
+        regular_file(path, "config file")
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise CelebaeError(f"config file {path} is larger than any settings file; is it the right file?")
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         raise CelebaeError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
-        raise CelebaeError(f"config file {path} is not valid TOML: {err}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise CelebaeError(f"config file {path} is not valid TOML: {reason}") from None
 
 
 def load_settings(path: str | Path) -> Settings:
@@ -284,7 +339,7 @@ def load_settings(path: str | Path) -> Settings:
     path = Path(path)
     if path.suffix == ".json":
         try:
-            return Settings.from_dict(json.loads(path.read_text()), str(path))
-        except (OSError, json.JSONDecodeError) as err:
-            raise CelebaeError(f"cannot read settings from {path}: {err}") from None
+            return Settings.from_dict(read_json(path, "settings file"), str(path))
+        except FileNotFoundError:
+            raise CelebaeError(f"settings file {path} does not exist") from None
     return Settings.from_dict(read_toml(path), str(path))

@@ -8,6 +8,7 @@ Each event has an ``api_name``, which is what ``gradio_client`` calls.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -15,20 +16,26 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no telemetry, no checks
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402  (gradio's own dependency; its plots take data frames)
 
 from ..errors import CelebaeError  # noqa: E402
 from .explorer import Explorer  # noqa: E402
 
+log = logging.getLogger("celebae")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_UPLOAD = "25mb"  # a face photo is a few MB; the pixel count is checked from the header before decoding
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
 
 
-def _guard(action: Callable[..., Any]) -> Callable[..., Any]:
-    """The action, with a one-line message in the page instead of an error for anything the user can fix."""
+def _guard(action: Callable[..., Any], ex: Explorer) -> Callable[..., Any]:
+    """The action, with a one-line message in the page instead of an error for anything the user can fix, and
+    each picture it answers with written to a file of its own (``Explorer.picture``): Gradio would write
+    equal pictures to one shared cache file, which a second client could read while it is being rewritten."""
 
     def run(*args: Any) -> Any:
         try:
-            return action(*args)
+            return _as_files(action(*args), ex)
         except CelebaeError as err:
             raise gr.Error(str(err)) from None
         except (OSError, ValueError) as err:  # an unreadable upload, a file that is not an image
@@ -38,13 +45,28 @@ def _guard(action: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _as_files(value: Any, ex: Explorer) -> Any:
+    """Pictures (H×W×3 uint8 arrays) anywhere in an action's answer → paths of their own PNG files."""
+    if isinstance(value, np.ndarray) and value.ndim == 3 and value.dtype == np.uint8:
+        return str(ex.picture(value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_as_files(v, ex) for v in value)
+    return value
+
+
+def _face_input(label: str) -> gr.Image:
+    """An image input that hands the action the uploaded file itself (``type="filepath"``, no mode
+    conversion), so the page decodes images exactly as ``celebae.load(RUN).images`` does."""
+    return gr.Image(label=label, sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None)
+
+
 def _code_plot(code: Any) -> pd.DataFrame:
     return pd.DataFrame({"index": range(len(code)), "value": [float(v) for v in code]})
 
 
 def _reconstruct_tab(ex: Explorer) -> None:
     with gr.Row():
-        image = gr.Image(label="face", sources=["upload", "webcam", "clipboard"], type="numpy", format="png")
+        image = _face_input("face")
         with gr.Column():
             face = gr.Number(label=f"or a face of the split (0–{len(ex.split.files) - 1})", value=0, precision=0)
             take = gr.Button("Take this face")
@@ -58,13 +80,13 @@ def _reconstruct_tab(ex: Explorer) -> None:
         psnr, ssim = gr.Number(label="PSNR (dB)", precision=2), gr.Number(label="SSIM", precision=4)
         file = gr.File(label="the code (.npy)")
     plot = gr.LinePlot(x="index", y="value", label="the code", height=200)
-    take.click(_guard(ex.face), face, image, api_name="face")
+    take.click(_guard(ex.face, ex), face, image, api_name="face")
 
     def reconstruct(img: Any, which: int) -> tuple:
         x, y, h, p, s, code = ex.reconstruct(img, which)
         return x, y, h, p, s, str(ex.save_code(code)), _code_plot(code)
 
-    go.click(_guard(reconstruct), [image, run], [seen, out, heat, psnr, ssim, file, plot], api_name="reconstruct")
+    go.click(_guard(reconstruct, ex), [image, run], [seen, out, heat, psnr, ssim, file, plot], api_name="reconstruct")
 
 
 def _compare_tab(ex: Explorer) -> None:
@@ -72,10 +94,10 @@ def _compare_tab(ex: Explorer) -> None:
     with gr.Row():
         first = gr.Number(label="first face of the split", value=0, precision=0)
         count = gr.Slider(1, 12, value=6, step=1, label="faces")
-        image = gr.Image(label="or one face of your own", type="numpy", format="png")
+        image = _face_input("or one face of your own")
     go = gr.Button("Compare", variant="primary")
     grid = gr.Image(label="faces and reconstructions", format="png")
-    go.click(_guard(lambda img, a, n: ex.compare(img, a, n)), [image, first, count], grid, api_name="compare")
+    go.click(_guard(lambda img, a, n: ex.compare(img, a, n), ex), [image, first, count], grid, api_name="compare")
 
 
 def _interpolate_tab(ex: Explorer) -> None:
@@ -88,17 +110,17 @@ def _interpolate_tab(ex: Explorer) -> None:
         mix = gr.Image(label="the mix", format="png")
         row = gr.Image(label="A, the straight line between their codes, B", format="png")
     go = gr.Button("Interpolate", variant="primary")
-    go.click(_guard(ex.interpolate), [a, b, t], [mix, row], api_name="interpolate")
-    t.release(_guard(ex.interpolate), [a, b, t], [mix, row], api_visibility="private")
+    go.click(_guard(ex.interpolate, ex), [a, b, t], [mix, row], api_name="interpolate")
+    t.release(_guard(ex.interpolate, ex), [a, b, t], [mix, row], api_visibility="private")
 
 
 def _neighbours_tab(ex: Explorer) -> None:
     with gr.Row():
-        image = gr.Image(label="face", sources=["upload", "webcam", "clipboard"], type="numpy", format="png")
+        image = _face_input("face")
         k = gr.Slider(1, 32, value=8, step=1, label="neighbours")
     go = gr.Button("Find the nearest faces", variant="primary")
     gallery = gr.Gallery(label=f"nearest in code space, of {len(ex.split.files):,} faces", columns=8, format="png")
-    go.click(_guard(ex.neighbours), [image, k], gallery, api_name="neighbours")
+    go.click(_guard(ex.neighbours, ex), [image, k], gallery, api_name="neighbours")
 
 
 def _anomalies_tab(ex: Explorer) -> None:
@@ -106,16 +128,16 @@ def _anomalies_tab(ex: Explorer) -> None:
     go = gr.Button("Rank the split", variant="primary")
     typical = gr.Gallery(label="most typical (lowest reconstruction error)", columns=8, format="png")
     unusual = gr.Gallery(label="least typical (highest reconstruction error)", columns=8, format="png")
-    go.click(_guard(ex.anomalies), n, [typical, unusual], api_name="anomalies")
+    go.click(_guard(ex.anomalies, ex), n, [typical, unusual], api_name="anomalies")
 
 
 def _walk_tab(ex: Explorer) -> None:
     gr.Markdown("From the split's mean code along its first principal directions (in standard deviations).")
     sliders = [gr.Slider(-3, 3, value=0, step=0.25, label=f"direction {i + 1}") for i in range(len(ex.directions))]
     face = gr.Image(label="decoded", format="png")
-    gr.Button("Decode", variant="primary").click(_guard(ex.walk), sliders, face, api_name="walk")
+    gr.Button("Decode", variant="primary").click(_guard(ex.walk, ex), sliders, face, api_name="walk")
     for s in sliders:
-        s.release(_guard(ex.walk), sliders, face, api_visibility="private")
+        s.release(_guard(ex.walk, ex), sliders, face, api_visibility="private")
 
 
 TABS = {
@@ -130,7 +152,9 @@ TABS = {
 
 def build_app(ex: Explorer) -> gr.Blocks:
     """The page: one tab per action over the explorer's runs and split."""
-    with gr.Blocks(title="celebae explorer", analytics_enabled=False) as app:
+    # uploads and Gradio's copies of answers are deleted an hour after they were made, and all of them with the
+    # explorer's folder when it closes
+    with gr.Blocks(title="celebae explorer", analytics_enabled=False, delete_cache=(600, 3600)) as app:
         gr.Markdown(
             f"## celebae explorer\n{', '.join(ex.names)} · {len(ex.split.files):,} faces of the split · "
             f"codes of {ex.runs[0].model.code_size} numbers"
@@ -143,7 +167,15 @@ def build_app(ex: Explorer) -> gr.Blocks:
 
 def launch(ex: Explorer, host: str = "127.0.0.1", port: int | None = None, block: bool = True) -> tuple[Any, str]:
     """Serve the page on ``host:port`` (no share link); returns (the app, its address). With ``block`` it
-    serves until Ctrl-C."""
+    serves until Ctrl-C, then removes the explorer's files."""
+    os.environ["GRADIO_TEMP_DIR"] = str(ex.uploads)  # uploads go to the explorer's own folder, removed on close
+    if host not in LOOPBACK:
+        log.warning(
+            "serving on %s: anyone who can reach this machine's port %s can use the explorer and upload images "
+            "to it; --host 127.0.0.1 serves this machine only",
+            host,
+            port,
+        )
     app = build_app(ex)
     theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"])
     try:
@@ -157,6 +189,7 @@ def launch(ex: Explorer, host: str = "127.0.0.1", port: int | None = None, block
             theme=theme,
             quiet=True,
             allowed_paths=[str(ex.out)],
+            max_file_size=MAX_UPLOAD,
         )
     except OSError as err:
         raise CelebaeError(f"cannot serve on {host}:{port}: {err}; choose another --port") from None
@@ -166,4 +199,5 @@ def launch(ex: Explorer, host: str = "127.0.0.1", port: int | None = None, block
             app.block_thread()
         finally:
             app.close()
+            ex.close()
     return app, url

@@ -16,23 +16,28 @@ of the split are computed once, at start. Gradio comes with ``celebae[app]``.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..data import to_uint8
+from ..data.images import MAX_PIXELS
 from ..errors import CelebaeError
 from ..quality.figures import image_grid
 from ..quality.metrics import psnr_uint8, ssim_uint8
-from .latent import code_distances, code_mixes, rank_by_error, reconstruction_errors, split_images
+from .latent import check_count, code_distances, code_mixes, rank_by_error, reconstruction_errors, split_images
 from .trained import TrainedRun, load
 
-MAX_PIXELS = 40_000_000  # a larger upload is refused with a message (PIL itself stops at ~179 MP)
 WALK_DIRECTIONS = 6
+MAX_COMPARE = 12  # faces in one comparison
+KEEP_PICTURES = 512  # answers kept on disk for the page to fetch; older ones are removed
 
 
 def hwc(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -67,16 +72,31 @@ class Explorer:
         self.spread = sdev[:WALK_DIRECTIONS] / np.sqrt(max(1, len(self.codes) - 1))  # sd along each direction
         self.setup_seconds = time.perf_counter() - started
         self.out = Path(tempfile.mkdtemp(prefix="celebae-explore-"))
+        self.uploads = self.out / "gradio"  # Gradio's uploads and its copies of the answers
+        self._pictures: list[Path] = []
+
+    def close(self) -> None:
+        """Remove the explorer's files: answers, codes, uploads."""
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def picture(self, pixels: np.ndarray) -> Path:
+        """An H×W×3 picture as a PNG file of its own (written whole, then renamed into place), for the page."""
+        path = self.out / f"{uuid.uuid4().hex}.png"
+        tmp = path.with_suffix(".tmp")
+        Image.fromarray(pixels).save(tmp, format="PNG")
+        os.replace(tmp, path)
+        self._pictures.append(path)
+        while len(self._pictures) > KEEP_PICTURES:
+            self._pictures.pop(0).unlink(missing_ok=True)
+        return path
 
     # ---- inputs ---------------------------------------------------------------------------------------------
     def face(self, index: int) -> np.ndarray:
         """The split's face ``index`` (H×W×3 uint8)."""
-        index = int(index)
-        if not 0 <= index < len(self.split.files):
-            raise CelebaeError(f"face number {index} is outside the split's 0–{len(self.split.files) - 1}")
-        return hwc(self.split.pixels[index])
+        return hwc(self.split.pixels[self._index(index)])
 
     def _image(self, image: Any, run: TrainedRun) -> torch.Tensor:
+        """An upload (the file Gradio saved) or an array, through the same loader as ``run.images``."""
         if image is None:
             raise CelebaeError("no image: upload one, use the webcam, or take a face from the split")
         if isinstance(image, np.ndarray) and image.ndim >= 2 and image.shape[0] * image.shape[1] > MAX_PIXELS:
@@ -84,6 +104,12 @@ class Explorer:
                 f"that image has {image.shape[0] * image.shape[1]:,} pixels; use one under {MAX_PIXELS:,}"
             )
         return run.images(image)
+
+    def _index(self, index: Any) -> int:
+        index = int(index)
+        if not 0 <= index < len(self.split.files):
+            raise CelebaeError(f"face number {index} is outside the split's 0–{len(self.split.files) - 1}")
+        return index
 
     # ---- actions --------------------------------------------------------------------------------------------
     def reconstruct(
@@ -111,33 +137,33 @@ class Explorer:
         if image is not None:
             pixels = to_uint8(self._image(image, self.runs[0])).cpu().numpy()
         else:
-            first, count = int(first), max(1, int(count))
-            pixels = self.split.pixels[first : first + count]
-            if len(pixels) == 0:
-                raise CelebaeError(f"face number {first} is outside the split's 0–{len(self.split.files) - 1}")
+            check_count("faces", count, 1, MAX_COMPARE)
+            first = self._index(first)
+            pixels = self.split.pixels[first : first + int(count)]
         rows = [pixels, *(to_uint8(run.decode_batches(run.encode_batches(np.asarray(pixels)))) for run in self.runs)]
         return grid(rows)
 
     def interpolate(self, a: int, b: int, t: float, steps: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """(the decoded mix at ``t`` in [0, 1], the strip from face ``a`` to face ``b``)."""
-        run, a, b = self.runs[0], int(a), int(b)
-        for i in (a, b):
-            self.face(i)  # a number outside the split is a message
-        weights = torch.cat([torch.tensor([float(t)]), torch.linspace(0, 1, max(2, int(steps)))])
+        run, a, b = self.runs[0], self._index(a), self._index(b)
+        check_count("steps", steps, 2)
+        weights = torch.cat([torch.tensor([float(t)]), torch.linspace(0, 1, int(steps))])
         mixes = to_uint8(run.decode_batches(code_mixes(*torch.from_numpy(self.codes[[a, b]]), weights)))
         ends = self.split.pixels[[a, b]]
         return hwc(mixes[0]), grid([np.concatenate([ends[:1], mixes[1:].numpy(), ends[1:]])])
 
     def neighbours(self, image: Any, k: int = 8) -> list[tuple[np.ndarray, str]]:
         """The ``k`` faces of the split nearest to ``image`` in code space (cosine distance), nearest first."""
+        check_count("k", k, 1)
         q = self.runs[0].encode_tensor(self._image(image, self.runs[0])).cpu()
         dist = code_distances(torch.from_numpy(self.codes), q)
-        order = torch.argsort(dist)[: max(1, int(k))].numpy()
+        order = torch.argsort(dist)[: int(k)].numpy()
         return [(self.face(i), f"{self.split.files[i]}  d={float(dist[i]):.3f}") for i in order]
 
     def anomalies(self, n: int = 8) -> tuple[list[tuple[np.ndarray, str]], list[tuple[np.ndarray, str]]]:
         """(the ``n`` most typical faces, the ``n`` least typical), by the first run's reconstruction MSE."""
-        order, n = rank_by_error(self.mse), max(1, int(n))
+        check_count("faces", n, 1)
+        order, n = rank_by_error(self.mse), int(n)
 
         def gallery(idx: np.ndarray) -> list[tuple[np.ndarray, str]]:
             return [(self.face(i), f"{self.split.files[i]}  MSE {self.mse[i]:.4f}") for i in idx]

@@ -15,12 +15,12 @@ the folder as a PyTorch model with a card. Writing one is ``use.share``'s; this 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import CelebaeError
+from ..files import read_json
 from ..training.settings import Settings
 
 CONFIG = "config.json"
@@ -29,6 +29,7 @@ CARD = "README.md"
 LIBRARY = "celebae"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_EXTRA = "pip install 'celebae[hub]'"
+HUB_PREFIX = "hf://"  # names a Hub repository explicitly: the only way a name is sent to the Hub
 
 
 def is_hub_folder(path: Path) -> bool:
@@ -64,13 +65,11 @@ def model_config(settings: Settings, code_size: int, image_shape: tuple[int, ...
 def read_settings(folder: Path) -> Settings:
     """The settings in ``folder``'s config.json, checked: a missing file or a wrong field is one line."""
     path = folder / CONFIG
-    if not path.exists():
-        raise CelebaeError(f"{folder} has no {CONFIG}; export the run again with `celebae export RUN --format hub`")
     try:
-        config = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CelebaeError(f"{path} is not valid JSON ({err}); export the run again") from None
-    if not isinstance(config, dict) or config.get("library_name") != LIBRARY or "settings" not in config:
+        config = read_json(path, "model config")
+    except FileNotFoundError:
+        raise CelebaeError(f"{folder} has no {CONFIG}; export the run again: celebae export RUN --format hub") from None
+    if config.get("library_name") != LIBRARY or not isinstance(config.get("settings"), dict):
         raise CelebaeError(f"{path} is not a celebae model's config (no library_name 'celebae' with its settings)")
     settings = Settings.from_dict(config["settings"], str(path))
     if config.get("model") != settings.model or config.get("model_args", {}) != settings.model_kwargs():
@@ -78,21 +77,45 @@ def read_settings(folder: Path) -> Settings:
     return settings
 
 
-def fetch(repo_id: str, revision: str | None = None) -> Path:
-    """A Hub repository's files in the local Hub cache (downloaded once) as a folder to load."""
+def fetch(repo_id: str, revision: str | None = None, cached_only: bool = False) -> Path:
+    """A Hub repository's files in the local Hub cache (downloaded once) as a folder to load; with
+    ``cached_only``, only what the cache holds already (nothing is sent anywhere)."""
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
+        if cached_only:  # no Hub library, so no Hub cache either
+            raise CelebaeError(
+                f"{repo_id} does not exist here (a Hub repository is named {HUB_PREFIX}user/name)"
+            ) from None
         raise CelebaeError(f"loading {repo_id} from the Hugging Face Hub needs huggingface_hub: {HUB_EXTRA}") from None
     try:
-        return Path(snapshot_download(repo_id, revision=revision))
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=cached_only))
     except Exception as err:  # network, authentication, a missing repository: the library's own message
+        if cached_only:
+            raise CelebaeError(
+                f"{repo_id} is not a folder here, nor a Hub repository in the local cache; to download it from the "
+                f"Hugging Face Hub, name it {HUB_PREFIX}{repo_id}"
+            ) from None
         raise CelebaeError(f"cannot fetch {repo_id} from the Hugging Face Hub: {str(err).splitlines()[0]}") from None
 
 
 def resolve(run: str | Path) -> Path:
-    """A local folder as it is; ``user/name`` that is not a local path, fetched from the Hub."""
+    """Where a model named on the command line or in ``celebae.load`` is, by one rule:
+
+    - ``hf://user/name`` (or ``hf://user/name@revision``): that Hub repository, downloaded once into the Hub's
+      cache;
+    - a path that exists here: that folder;
+    - ``user/name`` that is no path here: that repository only if the Hub cache holds it already; a mistyped
+      local path is never sent to the Hub;
+    - anything else: the path itself (the caller says it does not exist).
+    """
+    text = str(run)
+    if text.startswith(HUB_PREFIX):
+        repo_id, _, revision = text.removeprefix(HUB_PREFIX).partition("@")
+        if not REPO_ID.match(repo_id):
+            raise CelebaeError(f"{text} does not name a Hub repository; write {HUB_PREFIX}user/name")
+        return fetch(repo_id, revision or None)
     path = Path(run)
     if not path.exists() and isinstance(run, str) and REPO_ID.match(run):
-        return fetch(run)
+        return fetch(run, cached_only=True)
     return path

@@ -1,14 +1,21 @@
 """Putting a trained encoder to work: codes of a data set, anomalies, interpolation, neighbours, a 2-D map.
 
-Every tool reads a run directory (``celebae.load``) and images from the run's data or any other
-source (``data``: a CelebA folder, an image folder or ``synthetic``); ``split`` is train, val, test or
-``all``. The run's ``--limit-*`` settings are not applied here: a tool sees the whole split unless
-``limit`` says otherwise.
+Every tool takes a loaded run (``celebae.load``) and the images it works on, as the explorer does::
+
+    run = celebae.load("runs/r1")
+    images = split_images(run, data=None, split="test", limit=500)   # the run's own data by default
+    anomalies(run, images, "out/anomalies", top=8)
+
+``split_images`` reads the run's data or any other source (a CelebA folder, an image folder or
+``synthetic``); ``split`` is train, val, test or ``all``. The run's ``--limit-*`` settings are not applied
+here: a tool sees the whole split unless ``limit`` says otherwise. Counts drawn in a figure (``top``, ``k``,
+``steps``) are bounded by what one row shows.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,15 +24,19 @@ import torch
 
 from ..data import SPLITS, load_split, to_uint8, to_unit_range
 from ..errors import CelebaeError
-from ..quality.figures import plot_code_map, save_labelled_grid
+from ..models.registry import available_memory
+from ..quality.figures import MAX_GRID_IMAGES, plot_code_map, save_labelled_grid
 from ..quality.metrics import per_image_errors
-from .trained import ImageLike, TrainedRun, load
+from .trained import ImageLike, TrainedRun
 
 
 @dataclass
 class Images:
-    pixels: np.ndarray  # uint8 N×3×S×S
+    """Images a tool works on: uint8 N×3×S×S (a memory map where it comes from one split) and their files."""
+
+    pixels: np.ndarray
     files: list[str]
+    name: str = "the images"  # "the test split of DATA", for messages and titles
 
 
 def split_images(trained: TrainedRun, data: str | None = None, split: str = "test", limit: int | None = None) -> Images:
@@ -35,27 +46,37 @@ def split_images(trained: TrainedRun, data: str | None = None, split: str = "tes
     spec = replace(trained.settings.data_spec(data), limits=dict.fromkeys(SPLITS, limit))
     source = spec.open()
     parts = [load_split(spec, s, source=source) for s in (SPLITS if split == "all" else (split,)) if source.splits[s]]
+    name = f"the {split} split"
     if not parts:
         raise CelebaeError(f"the {split} split of {spec.data} has no images; choose another --split or --data")
-    pixels = np.concatenate([np.asarray(p.images) for p in parts])[:limit]
+    if len(parts) == 1:  # the memory map itself, nothing copied
+        return Images(parts[0].images[:limit], parts[0].files[:limit], name)
+    count = min(sum(len(p.files) for p in parts), limit or math.inf)
+    need, have = count * math.prod(parts[0].images.shape[1:]), available_memory()
+    if need > have // 2:
+        raise CelebaeError(
+            f"all splits of {spec.data} hold {need / 2**30:.1f} GiB of pixels, more than half the memory available "
+            f"({have / 2**30:.1f} GiB); pass --limit or choose one --split"
+        )
+    pixels = np.concatenate([np.asarray(p.images[:limit]) for p in parts])[:limit]
     files = [f for p in parts for f in p.files][:limit]
-    return Images(pixels, files)
-
-
-def open_split(
-    run: str | Path, data: str | None, split: str, limit: int | None, device: str
-) -> tuple[TrainedRun, Images]:
-    """The trained run and the images a tool works on (how every split-reading tool starts)."""
-    trained = load(run, device=device)
-    return trained, split_images(trained, data, split, limit)
+    return Images(pixels, files, name)
 
 
 def reconstruction_errors(trained: TrainedRun, pixels: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, ...]:
-    """(codes, per-image MSE on [-1, 1], per-image PSNR) of a uint8 array."""
-    codes = trained.encode_batches(pixels, batch_size)
-    x = to_unit_range(torch.from_numpy(np.array(pixels)))
-    mse, psnr = per_image_errors(x, trained.decode_batches(codes, batch_size))
-    return codes.numpy(), mse.numpy(), psnr.numpy()
+    """(codes, per-image MSE on [-1, 1], per-image PSNR) of a uint8 array, a batch at a time (memory: the
+    codes and one batch, whatever the number of images)."""
+    codes, mse, psnr = [], [], []
+    for i in range(0, len(pixels), batch_size):
+        x = to_unit_range(torch.from_numpy(np.array(pixels[i : i + batch_size])))
+        z = trained.encode_tensor(x.to(trained.device))
+        errors = per_image_errors(x, trained.decode(z).cpu())
+        codes.append(z.cpu())
+        mse.append(errors[0])
+        psnr.append(errors[1])
+    if not codes:
+        return np.empty((0, trained.model.code_size), np.float32), np.empty(0), np.empty(0)
+    return torch.cat(codes).numpy(), torch.cat(mse).numpy(), torch.cat(psnr).numpy()
 
 
 METRICS = ("cosine", "euclidean")
@@ -79,16 +100,8 @@ def rank_by_error(mse: np.ndarray) -> np.ndarray:
     return np.argsort(-mse, kind="stable")
 
 
-def encode(
-    run: str | Path,
-    out: str | Path,
-    data: str | None = None,
-    split: str = "test",
-    limit: int | None = None,
-    device: str = "auto",
-) -> tuple[Path, Path]:
-    """Codes of a split to ``out`` (.npy, N×code_size float32) and the file names in the same order (.csv)."""
-    trained, images = open_split(run, data, split, limit, device)
+def encode(trained: TrainedRun, images: Images, out: str | Path) -> tuple[Path, Path]:
+    """Codes of ``images`` to ``out`` (.npy, N×code_size float32) and their file names in the same order (.csv)."""
     codes = trained.encode_batches(images.pixels).numpy()
     out = Path(out).with_suffix(".npy")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -101,18 +114,10 @@ def encode(
     return out, names
 
 
-def anomalies(
-    run: str | Path,
-    out_dir: str | Path,
-    data: str | None = None,
-    split: str = "test",
-    top: int = 8,
-    limit: int | None = None,
-    device: str = "auto",
-) -> list[dict]:
-    """Rank images by reconstruction error (highest first): ``ranking.csv`` and ``anomalies.png`` (the most
-    and the least typical images, each above its reconstruction)."""
-    trained, images = open_split(run, data, split, limit, device)
+def anomalies(trained: TrainedRun, images: Images, out_dir: str | Path, top: int = 8) -> list[dict]:
+    """Rank ``images`` by reconstruction error (highest first): ``ranking.csv`` and ``anomalies.png`` (the
+    ``top`` most and least typical images, each above its reconstruction)."""
+    check_count("top", top, 1)
     codes, mse, psnr = reconstruction_errors(trained, images.pixels)
     order = rank_by_error(mse)
     ranking = [
@@ -136,14 +141,10 @@ def anomalies(
     return ranking
 
 
-def interpolate(
-    run: str | Path, a: ImageLike, b: ImageLike, out: str | Path, steps: int = 8, device: str = "auto"
-) -> Path:
+def interpolate(trained: TrainedRun, a: ImageLike, b: ImageLike, out: str | Path, steps: int = 8) -> Path:
     """A strip: image A, the decoded straight-line mixes of the two codes from A to B (``steps`` of them,
     both ends included), image B."""
-    if steps < 2:
-        raise CelebaeError(f"--steps must be at least 2 (the two ends), got {steps}")
-    trained = load(run, device=device)
+    check_count("steps", steps, 2)
     x = trained.images([a, b])
     z = trained.encode_tensor(x)
     mixes = to_uint8(trained.decode(code_mixes(z[0], z[1], torch.linspace(0, 1, steps))))
@@ -152,21 +153,13 @@ def interpolate(
 
 
 def neighbours(
-    run: str | Path,
-    query: ImageLike,
-    out: str | Path,
-    data: str | None = None,
-    split: str = "test",
-    k: int = 8,
-    metric: str = "cosine",
-    limit: int | None = None,
-    device: str = "auto",
+    trained: TrainedRun, images: Images, query: ImageLike, out: str | Path, k: int = 8, metric: str = "cosine"
 ) -> list[tuple[str, float]]:
-    """The ``k`` images of a split nearest to ``query`` in code space (cosine or euclidean distance), as a grid
+    """The ``k`` of ``images`` nearest to ``query`` in code space (cosine or euclidean distance), as a grid
     (the query first); returns (file, distance) pairs, nearest first."""
     if metric not in METRICS:
         raise CelebaeError(f"metric must be cosine or euclidean, got {metric!r}")
-    trained, images = open_split(run, data, split, limit, device)
+    check_count("k", k, 1)
     codes = trained.encode_batches(images.pixels)
     x = trained.images(query)
     dist = code_distances(codes, trained.encode_tensor(x).cpu(), metric)
@@ -175,23 +168,21 @@ def neighbours(
     return [(images.files[i], float(dist[i])) for i in order]
 
 
-def code_map(
-    run: str | Path,
-    out: str | Path,
-    data: str | None = None,
-    split: str = "test",
-    limit: int | None = None,
-    device: str = "auto",
-) -> Path:
-    """A split's codes projected to 2-D by PCA, each point coloured by its reconstruction error."""
-    trained, images = open_split(run, data, split, limit, device)
+def code_map(trained: TrainedRun, images: Images, out: str | Path) -> Path:
+    """The codes of ``images`` projected to 2-D by PCA, each point coloured by its reconstruction error."""
     if len(images.files) < 2:
-        raise CelebaeError(f"a map needs at least 2 images; the {split} split has {len(images.files)}")
+        raise CelebaeError(f"a map needs at least 2 images; {images.name} has {len(images.files)}")
     codes, mse, _ = reconstruction_errors(trained, images.pixels)
     centred = torch.from_numpy(codes).double()
     centred -= centred.mean(0)
     _, s, v = torch.linalg.svd(centred, full_matrices=False)
     xy = (centred @ v[:2].T).numpy()
     explained = (s[:2] ** 2 / (s**2).sum()).tolist()
-    title = f"{trained.settings.label}: {len(codes):,} {split} codes"
+    title = f"{trained.settings.label}: {len(codes):,} codes of {images.name}"
     return plot_code_map(xy, mse, explained, title, out)
+
+
+def check_count(name: str, value: int, low: int, high: int = MAX_GRID_IMAGES) -> None:
+    """A count a user gives for a figure: from ``low`` to what one row of a figure can show."""
+    if not low <= int(value) <= high:
+        raise CelebaeError(f"{name} must be {low} to {high} (what one row of a figure shows), got {value}")

@@ -38,7 +38,7 @@ def export_hub(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     source, dest = trained.run, RunDir(out)
-    evaluation = evaluation or _json(source.eval_path("test"))
+    evaluation = evaluation or source.evaluation("test")
     shutil.copyfile(source.weights("best"), out / hub.WEIGHTS)
     config = hub.model_config(trained.settings, trained.model.code_size, trained.model.image_shape)
     (out / hub.CONFIG).write_text(json.dumps(config, indent=1) + "\n")
@@ -81,10 +81,6 @@ def push(folder: str | Path, repo_id: str, private: bool = False) -> str:
     except Exception as err:  # network, authentication (huggingface-cli login), permissions
         raise CelebaeError(f"cannot upload {folder} to {repo_id}: {str(err).splitlines()[0]}") from None
     return f"https://huggingface.co/{repo_id}"
-
-
-def _json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def model_card(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: bool, figures: bool) -> Any:

@@ -63,7 +63,7 @@ class TrainedRun:
             if isinstance(item, (str, Path)):
                 if Path(item).is_dir():
                     raise CelebaeError(f"image {item} is a folder; pass image files")
-                return load_image(item, crop, size)[0]
+                return load_image(item, crop, size)[0]  # a FIFO or device is refused there, by name
             img = item if isinstance(item, Image.Image) else _array_to_image(item)
             return square_array(to_rgb(img), crop, size)[0]
         except FileNotFoundError:
@@ -166,7 +166,9 @@ def load(run: str | Path | RunDir, checkpoint: str = "best", device: str = "auto
     if run.path.is_file():
         raise CelebaeError(f"{run.path} is a file, not a run directory; pass the folder `celebae train --out` made")
     if not run.path.is_dir():
-        raise CelebaeError(f"run directory {run.path} does not exist")
+        raise CelebaeError(
+            f"run directory {run.path} does not exist (a Hub repository is named {hub.HUB_PREFIX}user/name)"
+        )
     if hub.is_hub_folder(run.path):
         if checkpoint != "best":
             raise CelebaeError(f"{run.path} is a model folder with one set of weights; it has no {checkpoint!r}")
