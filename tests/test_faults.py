@@ -4,11 +4,13 @@ inputs to the Python API, corrupted checkpoints, bad counts, and the one-line er
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import struct
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -438,3 +440,288 @@ def test_load_on_a_file_says_so(tmp_path: Path) -> None:
     afile.write_text("{}")
     with pytest.raises(CelebaeError, match="is a file, not a run directory"):
         celebae.load(afile)
+
+
+# ---- the sharp edges of issue 23: each reproduced as it was found --------------------------------------------
+
+KILLER = """
+import json, os, sys
+import celebae.training.checkpoint as ckpt
+from celebae.training import rundir
+from celebae import Settings, train
+
+kill_at, events = int(sys.argv[1]), []
+
+def counted(name, fn):
+    def wrapper(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        label = (name + ":" + args[1][0]["kind"]) if name == "rows" else name + ":" + os.path.basename(str(args[1]))
+        events.append(label)
+        if len(events) == kill_at:
+            os._exit(9)  # SIGKILL's effect: nothing after this line runs, nothing is flushed or saved
+        return out
+    return wrapper
+
+ckpt.save_state = counted("state", ckpt.save_state)
+ckpt.save_weights = counted("weights", ckpt.save_weights)
+rundir.MetricsLog.add = counted("rows", rundir.MetricsLog.add)
+train(Settings(**json.loads(sys.argv[2])), start="auto", progress=False)
+print(json.dumps(events))
+"""
+STEADY = ("kind", "epoch", "step", "images", "train_loss", "val_loss", "train_mse", "val_mse", "lr")
+
+
+def _killed_at(settings: celebae.Settings, kill_at: int) -> subprocess.CompletedProcess:
+    values = {k: v for k, v in settings.to_dict().items()}
+    return subprocess.run(
+        [sys.executable, "-c", KILLER, str(kill_at), json.dumps(values)], capture_output=True, text=True, timeout=300
+    )
+
+
+def _steady_rows(run: Path) -> list[tuple]:
+    return [tuple(r[k] for k in STEADY) for r in celebae.read_metrics(run)]
+
+
+def test_every_kill_window_at_an_epoch_end_resumes_to_the_same_record(tmp_path: Path) -> None:
+    """A checkpoint after every step puts one at each epoch's last step, then the epoch's row, then the epoch's
+    own checkpoint (state, best, last): killed after any of these and resumed, the run's rows, per-image
+    validation errors and weights are those of a run never killed (a doubled epoch row was the bug)."""
+    reference = tiny(tmp_path, out=str(tmp_path / "reference"), limit_train=32, epochs=2, log_every=1)
+    reference = reference.replace(checkpoint_minutes=0)
+    listed = _killed_at(reference, 0)
+    assert listed.returncode == 0, listed.stderr
+    events = json.loads(listed.stdout.splitlines()[-1])
+    first_epoch_row = events.index("rows:epoch")
+    windows = range(first_epoch_row - 2, events.index("weights:last.safetensors", first_epoch_row) + 1)
+    assert [events[i] for i in windows] == [
+        "state:last.state.safetensors",  # the mid-epoch save at the epoch's last step ...
+        "weights:last.safetensors",
+        "rows:epoch",  # ... the epoch's row ...
+        "state:last.state.safetensors",  # ... and the epoch's own checkpoint
+        "weights:best.safetensors",
+        "weights:last.safetensors",
+    ]
+    expected = _steady_rows(tmp_path / "reference")
+    assert sum(r[0] == "epoch" for r in expected) == 2
+    for i in windows:
+        run = tmp_path / f"killed-{i}"
+        settings = reference.replace(out=str(run))
+        assert _killed_at(settings, i + 1).returncode == 9  # killed right after event i
+        train(settings, start="auto", progress=False)  # what a requeued job does
+        assert _steady_rows(run) == expected, f"killed after {events[i]} (event {i})"
+        assert np.array_equal(np.load(run / "val_errors.npy"), np.load(tmp_path / "reference" / "val_errors.npy"))
+        for which in ("best", "last"):
+            a = celebae.load(run, which, device="cpu").model.state_dict()
+            b = celebae.load(tmp_path / "reference", which, device="cpu").model.state_dict()
+            assert all(torch.equal(a[k], b[k]) for k in a), (which, events[i])
+
+
+def test_report_counts_flops_at_the_models_own_size(tmp_path: Path, capsys) -> None:
+    for size in (64, 256):
+        study = tmp_path / f"s{size}.toml"
+        study.write_text(
+            f'name = "s{size}"\n[settings]\nimage_size = {size}\nnf = 4\nepochs = 1\n[grid]\nbatch_size = [16, 32]\n'
+        )
+        out = tmp_path / f"sweep{size}"
+        args = ["sweep", str(study), "--out", str(out), *flags(data="synthetic", synthetic_size=80, limit_train=64)]
+        assert main([*args, *flags(limit_val=16, limit_test=16)]) == 0
+        assert main(["report", str(out)]) == 0, capsys.readouterr().err
+        text = (out / "report.md").read_text()
+        assert "equal training compute" in text
+    from celebae.models import build_model
+    from celebae.training.flops import training_flops_per_image
+
+    small, big = (training_flops_per_image(build_model("conv", nf=4, image_size=s)) for s in (64, 256))
+    assert big > 10 * small  # 16× the pixels (and one more stage)
+
+
+def _model_folder(trained: Path, folder: Path) -> Path:
+    """A model folder as ``export --format hub`` lays it out (config.json, model.safetensors), without the card."""
+    from celebae.use import hub
+
+    run = celebae.load(trained, device="cpu")
+    folder.mkdir(parents=True)
+    shutil.copyfile(trained / "checkpoints" / "best.safetensors", folder / hub.WEIGHTS)
+    config = hub.model_config(run.settings.portable(), run.model.code_size, run.model.image_shape)
+    (folder / hub.CONFIG).write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_a_fifo_where_a_file_belongs_is_refused_by_name(trained: Path, tmp_path: Path, name: str, capsys) -> None:
+    folder = _model_folder(trained, tmp_path / "model")
+    (folder / name).unlink()
+    os.mkfifo(folder / name)
+    done = subprocess.run(  # in a process of its own, so a hang would be a timeout, not a stuck suite
+        [sys.executable, "-m", "celebae", "evaluate", str(folder)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{folder / name} is a FIFO" in done.stderr.splitlines()[-1]
+
+
+def test_a_fifo_image_and_run_files_are_refused(trained: Path, tmp_path: Path, capsys) -> None:
+    fifo = tmp_path / "face.png"
+    os.mkfifo(fifo)
+    assert main(["reconstruct", str(trained), str(fifo), "--out", str(tmp_path / "g.png")]) == 2
+    one_line_error(capsys, f"image {fifo} is not a regular file")
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / "summary.json").unlink()
+    os.mkfifo(run / "summary.json")
+    with pytest.raises(CelebaeError, match="run summary .* is a FIFO"):
+        celebae.RunDir(run).summary  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["interpolate", "RUN", "A", "A", "--steps", "1000000"], "argument --steps: must be at most 64"),
+        (["neighbours", "RUN", "A", "--out", "n.png", "--k", "100000"], "argument --k: must be at most 64"),
+        (["anomalies", "RUN", "--out", "a", "--top", "5000"], "argument --top: must be at most 64"),
+        (["explore", "RUN", "--port", "99999"], "argument --port: must be at most 65535"),
+        (["explore", "RUN", "--limit", "10000000"], "argument --limit: must be at most 200000"),
+        (["train", "--seed", "1180591620717411303424"], "seed must be 0 to 2**63 - 1"),
+        (["train", "--checkpoint-minutes", "-1"], "checkpoint_minutes must be 0 or more"),
+        (["train", "--checkpoint-minutes", "nan"], "checkpoint_minutes must be 0 or more"),
+        (["train", "--lr", "inf"], "lr must be a finite number"),
+        (["train", "--out", ""], "out must name a folder"),
+        (["train", "--grid-images", "1000"], "grid_images must be 1 to 64"),
+        (["train", "--loss", "l3"], "argument --loss: invalid choice: 'l3'"),
+        (["train", "--precision", "fp8"], "argument --precision: invalid choice"),
+        (["sweep", "exp1", "--seeds", "100000", "--dry-run"], "--seeds must name at most 1000 seeds"),
+    ],
+)
+def test_every_count_and_number_is_bounded_at_the_parser(argv: list[str], message: str, capsys) -> None:
+    with contextlib.suppress(SystemExit):  # argparse exits 2 with its own usage line
+        assert main([a for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_python_api_counts_are_bounded(trained: Path, tmp_path: Path) -> None:
+    from celebae.use.latent import interpolate, neighbours, split_images
+
+    run = celebae.load(trained, device="cpu")
+    face = draw_face(0)
+    with pytest.raises(CelebaeError, match="steps must be 2 to 64"):
+        interpolate(run, face, face, tmp_path / "i.png", steps=1_000_000)
+    with pytest.raises(CelebaeError, match="k must be 1 to 64"):
+        neighbours(run, split_images(run, limit=8), face, tmp_path / "n.png", k=10**9)
+
+
+@pytest.mark.parametrize(
+    "argv,setting",
+    [
+        (["--nf", "100000"], "nf 100000"),
+        (["--code-size", "1000000000"], "code_size 1000000000"),
+    ],
+)
+def test_absurd_model_sizes_are_refused_before_any_allocation(
+    argv: list[str], setting: str, tmp_path: Path, capsys
+) -> None:
+    assert main(["train", *TINY, "--out", str(tmp_path / "run"), *argv]) == 2
+    one_line_error(capsys, "model conv with", setting, "GiB", "choose a smaller nf or code_size")
+    assert not (tmp_path / "run").exists()  # refused before the run directory was made
+
+
+def test_a_model_folder_saying_nf_700_is_refused_without_allocating(trained: Path, tmp_path: Path, capsys) -> None:
+    import resource
+
+    folder = _model_folder(trained, tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    config["settings"]["nf"] = config["model_args"]["nf"] = 100_000
+    (folder / "config.json").write_text(json.dumps(config))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CelebaeError, match="model conv with nf 100000 needs"):
+        celebae.load(folder)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing near the model
+    config["settings"]["nf"] = config["model_args"]["nf"] = 8.5
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CelebaeError, match="nf must be a whole number, got 8.5"):
+        celebae.load(folder)
+
+
+def _sparse_weights(path: Path, declared: int, name: str = "encoder.0.0.weight") -> None:
+    """A valid safetensors header (with the file's celebae metadata) declaring ``declared`` bytes of one tensor,
+    the data a sparse tail."""
+    meta = celebae.training.checkpoint.read_header(path).meta
+    tensor = {"dtype": "U8", "shape": [declared], "data_offsets": [0, declared]}
+    header = json.dumps({"__metadata__": meta, name: tensor}).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + declared)
+
+
+def test_a_huge_weights_file_is_refused_from_its_header(trained: Path, tmp_path: Path) -> None:
+    import resource
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    best = run / "checkpoints" / "best.safetensors"
+    _sparse_weights(best, 3 << 30)
+    folder = _model_folder(trained, tmp_path / "model")
+    _sparse_weights(folder / "model.safetensors", 3 << 30)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for where in (run, folder):
+        with pytest.raises(CelebaeError, match="does not fit this model .*encoder.0.0.weight"):
+            celebae.load(where)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: the 3 GB were never read
+    with open(best, "r+b") as f:  # a header that declares more data than the file holds
+        f.truncate(celebae.training.checkpoint.read_header(best).data_start + 100)
+    with pytest.raises(CelebaeError, match="is unreadable .*declares"):
+        celebae.load(run)
+
+
+def test_weights_without_their_checksum_are_refused(trained: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    best = run / "checkpoints" / "best.safetensors"
+    meta = celebae.training.checkpoint.read_header(best).meta
+    save_file(load_file(best), best, metadata={k: v for k, v in meta.items() if k != "sha256"})
+    with pytest.raises(CelebaeError, match="carries no checksum"):
+        celebae.load(run)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[" * 200_000, "model config .* is not valid JSON \\(nested too deeply\\)"),
+        ('{"library_name": "celebae", "settings": null}', "not a celebae model's config"),
+        ("[1, 2]", "model config .* holds a JSON list, not a dict"),
+        ("\xff\xfe\x00", "model config .* is not valid JSON"),
+    ],
+)
+def test_malformed_json_of_any_shape_is_one_line(trained: Path, tmp_path: Path, text: str, message: str) -> None:
+    folder = _model_folder(trained, tmp_path / "model")
+    (folder / "config.json").write_text(text, encoding="latin-1")
+    with pytest.raises(CelebaeError, match=message):
+        celebae.load(folder)
+    if not text.startswith("{"):
+        run = tmp_path / "run"
+        shutil.copytree(trained, run)
+        (run / "summary.json").write_text(text, encoding="latin-1")
+        with pytest.raises(CelebaeError, match="run summary"):
+            celebae.RunDir(run).summary  # noqa: B018
+
+
+def test_tracebacks_that_were_reachable_are_one_line(trained: Path, tmp_path: Path, capsys) -> None:
+    face = tmp_path / "face.png"
+    Image.fromarray(draw_face(0).transpose(1, 2, 0)).save(face)
+    assert main(["reconstruct", str(trained), str(face), "--out", str(tmp_path / "grid")]) == 2
+    one_line_error(capsys, "cannot write a picture to", "end its name in .png")
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("celebae ")
+    with pytest.raises(CelebaeError, match="cannot write a picture"):  # --debug after the subcommand: the traceback
+        main(["reconstruct", str(trained), str(face), "--out", str(tmp_path / "grid"), "--debug"])
+
+
+def test_the_help_lists_every_choice() -> None:
+    from celebae.cli import build_parser
+
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()  # noqa: SLF001
+    for choices in ("{mse,l1,ssim}", "{auto,fp32,bf16}", "{constant,cosine,step,plateau}", "{none,flip,flip-shift}"):
+        assert choices in text, choices
+    assert "{resize-crop,crop-resize}" in text and "{conv,pool}" in text

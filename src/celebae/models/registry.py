@@ -100,20 +100,31 @@ def build_model(name: str, copies: int = 1, **kwargs: Any) -> Autoencoder:
     gradients and Adam's two moments too) would not fit in the memory available is refused, naming its
     settings."""
     spec = model_spec(name)
-    kwargs = spec.check(kwargs)
+    kwargs = check_fits(name, kwargs, copies)
     try:
-        need = copies * spec.weight_bytes(kwargs)
-        have = available_memory()
-        if need > have:
-            given = ", ".join(f"{k} {v}" for k, v in kwargs.items() if isinstance(v, int)) or "its defaults"
-            raise CelebaeError(
-                f"model {name} with {given} needs {need / 2**30:,.1f} GiB for its weights"
-                f"{' and training state' if copies > 1 else ''}, more than the {have / 2**30:,.1f} GiB of memory "
-                "available; choose a smaller nf or code_size"
-            )
         return spec.builder(**kwargs)
     except (TypeError, ValueError) as err:
         raise CelebaeError(str(err) if isinstance(err, ValueError) else f"model {name!r}: {err}") from None
+
+
+def check_fits(name: str, kwargs: dict[str, Any], copies: int = 1) -> dict[str, Any]:
+    """The model's arguments, checked (``ModelSpec.check``), if ``copies`` of its weights fit in the memory
+    available; else a one-line error naming its settings. Counted on the meta device: nothing is allocated."""
+    spec = model_spec(name)
+    kwargs = spec.check(kwargs)
+    try:
+        need = copies * spec.weight_bytes(kwargs)
+    except (TypeError, ValueError) as err:
+        raise CelebaeError(str(err) if isinstance(err, ValueError) else f"model {name!r}: {err}") from None
+    have = available_memory()
+    if need > have:
+        given = ", ".join(f"{k} {v}" for k, v in kwargs.items() if isinstance(v, int)) or "its defaults"
+        raise CelebaeError(
+            f"model {name} with {given} needs {need / 2**30:,.1f} GiB for its weights"
+            f"{' and training state' if copies > 1 else ''}, more than the {have / 2**30:,.1f} GiB of memory "
+            "available; choose a smaller nf or code_size"
+        )
+    return kwargs
 
 
 def available_memory() -> int:

@@ -48,6 +48,7 @@ from .report import write_tables_and_figures
 
 log = logging.getLogger("celebae")
 
+MAX_SEEDS = 1000  # runs per point; a study of more is a typo
 STUDY_KEYS = {"name", "description", "settings", "grid", "points", "seeds"}
 
 
@@ -68,9 +69,12 @@ def parse_seeds(value: int | str | list[int] | None, where: str = "--seeds") -> 
     try:
         if isinstance(value, str):
             value = int(value) if "," not in value else [int(v) for v in value.split(",") if v.strip()]
-        seeds = list(range(value)) if isinstance(value, int) else [int(v) for v in value]
+        seeds = range(value) if isinstance(value, int) else [int(v) for v in value]
     except (TypeError, ValueError):
         raise CelebaeError(f"{where} must be a count (3) or a list of seeds (0,1,2), got {value!r}") from None
+    if len(seeds) > MAX_SEEDS:
+        raise CelebaeError(f"{where} must name at most {MAX_SEEDS} seeds, got {len(seeds)}")
+    seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise CelebaeError(f"{where} must name at least one seed, each once and not negative, got {value!r}")
     return seeds

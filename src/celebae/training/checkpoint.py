@@ -132,7 +132,8 @@ def _load_checked(
     if expected is not None:
         declared = {name: tuple(t.get("shape", ())) for name, t in header.tensors.items()}
         if declared != expected:
-            diff = sorted(set(declared) ^ set(expected)) or sorted(k for k in declared if declared[k] != expected[k])
+            wrong = sorted(k for k in declared if k in expected and declared[k] != expected[k])
+            diff = wrong or sorted(set(declared) ^ set(expected))
             name = diff[0]
             detail = f"{name}: {declared.get(name, 'missing')} in the file, {expected.get(name, 'none')} in the model"
             raise CelebaeError(f"{what} {path} does not fit this model ({detail}); check its settings")
@@ -178,12 +179,14 @@ def save_state(
     position: dict[str, Any],
     extra: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    weights: Path | None = None,
 ) -> None:
     """Adam's state, the RNG states and ``position`` (JSON-able) into one safetensors file, with whatever
     else resuming needs: ``extra`` (JSON-able: the schedule's state) and ``extra_tensors`` (the EMA weights).
 
-    The state is saved before the weights; the one it replaces is kept as ``*.prev.safetensors``, so a
-    kill between the two saves leaves a state that matches the weights on disk (``matching_state``).
+    The state is saved before the weights; the one it replaces is kept as ``*.prev.safetensors`` where it
+    matches the weights on disk (``weights``), so a kill between the two saves, or in a second attempt after
+    such a kill, leaves a state that matches them (``matching_state``).
     """
     opt = optimizer.state_dict()
     tensors = {
@@ -198,23 +201,28 @@ def save_state(
     tensors.update({f"extra.{k}": v.detach().contiguous() for k, v in (extra_tensors or {}).items()})
     meta = {"format": FORMAT, "param_groups": json.dumps(opt["param_groups"]), "position": json.dumps(position)}
     meta["extra"] = json.dumps(extra or {})
-    if path.exists():
-        os.replace(path, _previous(path))
+    if path.exists() and (weights is None or not weights.exists() or _position(path) == _position(weights)):
+        os.replace(path, _previous(path))  # else the previous state is the one that matches: keep it
     _atomic_save(tensors, path, meta)
 
 
+def _position(path: Path) -> dict[str, Any] | None:
+    """The position a checkpoint file was saved at (None where it has none or cannot be read)."""
+    try:
+        return parse_json(read_header(path, "training state").meta.get("position", ""), "position")
+    except (CelebaeError, OSError):
+        return None
+
+
 def matching_state(weights: Path, state: Path) -> Path:
-    """The state file (current or previous) saved at the same step as ``weights``."""
-    step = read_metadata(weights)["position"]["step"]
+    """The state file (current or previous) saved with ``weights``: the same position, not just the same step
+    (a mid-epoch save at an epoch's last step and the epoch's own save share their step)."""
+    position = read_metadata(weights)["position"]
     for candidate in (state, _previous(state)):
-        try:
-            position = parse_json(read_header(candidate, "training state").meta.get("position", ""), "position")
-        except CelebaeError:
-            continue
-        if position.get("step") == step:
+        if _position(candidate) == position:
             return candidate
     raise CelebaeError(
-        f"no training state in {state.parent} matches {weights.name} (step {step}); "
+        f"no training state in {state.parent} matches {weights.name} (step {position.get('step')}); "
         "the run can be evaluated but not resumed"
     )
 

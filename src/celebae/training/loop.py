@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..data import Batches, PreparedSplit, load_split, place, to_uint8, to_unit_range
 from ..errors import CelebaeError
 from ..models import Autoencoder, build_model, count_parameters
+from ..models.registry import check_fits
 from ..quality.codes import compression
 from ..quality.figures import plot_losses, save_grid
 from ..quality.losses import Loss, get_loss
@@ -127,6 +128,8 @@ def train(settings: Settings, start: str = "new", progress: bool = True) -> dict
     if mode == "done":
         log.info("%s has finished already; nothing to do", run.path)
         return run.summary
+    # weights, gradients and Adam's two moments (and the average with --ema) must fit, before anything is made
+    check_fits(settings.model, settings.model_kwargs(), copies=4 + (settings.ema is not None))
     tune_allocator()
     procs = start_processes()
     lock = None
@@ -208,9 +211,7 @@ def load_data(settings: Settings, device: torch.device, procs: Processes, progre
 
 def build_network(settings: Settings, device: torch.device, procs: Processes) -> Network:
     """The model in its layout, Adam, and the module the steps call (DDP- and compile-wrapped as asked)."""
-    # weights, gradients and Adam's two moments (and the average with --ema) must fit before anything is built
-    copies = 4 + (settings.ema is not None)
-    model = build_model(settings.model, copies=copies, **settings.model_kwargs()).to(device)
+    model = build_model(settings.model, **settings.model_kwargs()).to(device)
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if settings.sync_batchnorm and procs.world > 1:
@@ -269,7 +270,8 @@ class Trainer:
         if self.procs.main:
             self.run.write_config(settings)
             self.run.clear_failure()
-            self.metrics = MetricsLog(self.run, pos.step if pos.step > 0 else None)  # a resumed run is past step 0
+            resumed = pos.step > 0  # a resumed run is past step 0
+            self.metrics = MetricsLog(self.run, (pos.step, pos.epoch) if resumed else None)
         self.bar = tqdm(
             total=settings.epochs * self.steps_per_epoch,
             initial=pos.step,
@@ -427,13 +429,16 @@ class Trainer:
         settings, position = self.settings.to_dict(), asdict(self.pos)
         net, extra = self.net, {"schedule": self.net.schedule.state_dict()}
         ema = {f"ema.{k}": v for k, v in net.ema.state_dict().items()} if net.ema is not None else None
-        try:  # the state goes first: it keeps the previous state until the weights move
-            ckpt.save_state(net.optimizer, self.run.training_state, position, extra, ema)
+        # The order keeps every kill window consistent: the state first (the previous one is kept until the
+        # weights move), then best (a kill before last is saved redoes the epoch, which saves best again), then
+        # the average, and last, which marks the checkpoint as taken.
+        try:
+            ckpt.save_state(net.optimizer, self.run.training_state, position, extra, ema, self.run.weights("last"))
+            if best:
+                ckpt.save_weights(net.scored, self.run.weights("best"), settings, position)
             if net.ema is not None:
                 ckpt.save_weights(net.ema.module, self.run.ema_weights("last"), settings, position)
             ckpt.save_weights(net.model, self.run.weights("last"), settings, position)
-            if best:
-                ckpt.save_weights(net.scored, self.run.weights("best"), settings, position)
         except CelebaeError as err:  # auto: resumes from the last checkpoint if one was saved, else starts again
             raise CelebaeError(
                 f"{err}; once there is room, run the same command again with --auto-resume "

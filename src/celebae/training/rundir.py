@@ -345,16 +345,25 @@ def finished_runs(sweep_dir: str | Path) -> dict[str, RunDir]:
 
 
 class MetricsLog:
-    """``metrics.csv`` (and TensorBoard), append-only; a resumed run first drops rows past its checkpoint."""
+    """``metrics.csv`` (and TensorBoard), append-only; a resumed run first drops the rows past its checkpoint:
+    step rows after its step, and epoch rows of epochs it has not completed (a kill may land between an
+    epoch's row and the checkpoint that ends the epoch, which a mid-epoch save at the epoch's last step
+    precedes: that epoch is validated and its row written again)."""
 
-    def __init__(self, run: RunDir, resume_step: int | None):
+    def __init__(self, run: RunDir, resume_at: tuple[int, int] | None):
+        """``resume_at``: (optimiser steps, completed epochs) of the checkpoint resumed from; None: a new run."""
         from tensorboardX import SummaryWriter
 
         self.path = run.metrics_path
         rows = []
-        if resume_step is not None and self.path.exists():
+        if resume_at is not None and self.path.exists():
+            step, epochs = resume_at
             with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+                rows = [
+                    r
+                    for r in csv.DictReader(f)
+                    if int(r["step"]) <= step and (r["kind"] != "epoch" or int(float(r["epoch"])) <= epochs)
+                ]
         self._write(rows, "w")
         # TensorBoard reads every event file in the folder: one stream, rewritten from the kept rows, so a
         # killed attempt's events never overlap the resumed ones
