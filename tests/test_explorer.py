@@ -167,3 +167,97 @@ def test_the_page_in_a_browser(server: str, face: Path, tmp_path: Path) -> None:
         browser.close()
     assert elsewhere == []  # nothing fetched from outside this machine
     assert Image.open(shot).size[0] == 1280
+
+
+def _rgba_with_hidden_colour(path: Path) -> None:
+    face = celebae.data.draw_face(2, 1).transpose(1, 2, 0)
+    alpha = np.full(face.shape[:2] + (1,), 255, np.uint8)
+    alpha[:40] = 0  # transparent rows whose colours are still in the file
+    Image.fromarray(np.concatenate([face, alpha], axis=2), "RGBA").save(path)
+
+
+@pytest.mark.parametrize("kind", ["16-bit grey", "gif", "rgba"])
+def test_the_page_decodes_uploads_as_the_api_does(
+    server: str, runs: list[Path], tmp_path: Path, face: Path, kind: str
+) -> None:
+    path = tmp_path / ("upload.gif" if kind == "gif" else "upload.png")
+    if kind == "16-bit grey":
+        grey = np.asarray(Image.open(face).convert("L"), np.uint16) * 257 // 2 + 1000
+        Image.fromarray(grey.astype(np.uint16), "I;16").save(path)
+    elif kind == "gif":
+        Image.open(face).convert("P", palette=Image.Palette.ADAPTIVE).save(path)
+    else:
+        _rgba_with_hidden_colour(path)
+    client = gradio_client.Client(server, verbose=False, analytics_enabled=False)
+    seen, out, *_ = client.predict(gradio_client.handle_file(str(path)), 0, api_name="/reconstruct")
+    x, y = celebae.load(runs[0], device="cpu").reconstruct(path)
+    assert np.array_equal(_png(seen), _hwc(x[0])) and np.array_equal(_png(out), _hwc(y[0]))
+
+
+def test_a_face_number_out_of_range_is_refused_everywhere(server: str) -> None:
+    client = gradio_client.Client(server, verbose=False, analytics_enabled=False)
+    for api, args in (("/face", (-1,)), ("/compare", (None, -5, 4)), ("/interpolate", (0, 10**6, 0.5))):
+        with pytest.raises(Exception, match="outside the split"):
+            client.predict(*args, api_name=api)
+
+
+def test_concurrent_clients_get_every_answer_whole(server: str, explorer: Explorer) -> None:
+    """Eight clients asking for the same faces at once: every answer arrives, whole and right (equal pictures
+    were once written to one shared cache file while another client read it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = {i: explorer.face(i) for i in range(3)}
+
+    def ask(worker: int) -> list[bool]:
+        client = gradio_client.Client(server, verbose=False, analytics_enabled=False)
+        return [np.array_equal(_png(client.predict(i % 3, api_name="/face")), expected[i % 3]) for i in range(6)]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [ok for result in pool.map(ask, range(8)) for ok in result]
+    assert len(answers) == 48 and all(answers)
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG that declares width×height pixels and holds almost no data (a decoder would fail on it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
+
+
+def test_huge_images_are_refused_from_the_header_and_uploads_are_bounded(
+    server: str, explorer: Explorer, tmp_path: Path, face: Path
+) -> None:
+    bomb = tmp_path / "bomb.png"
+    _png_header_only(bomb, 13000, 13000)
+    assert bomb.stat().st_size < 1000
+    with pytest.raises(celebae.CelebaeError, match="too large .*169,000,000 pixels"):  # not a decoder's error
+        celebae.load(explorer.runs[0].path, device="cpu").images(bomb)
+    client = gradio_client.Client(server, verbose=False, analytics_enabled=False)
+    with pytest.raises(Exception, match="169,000,000 pixels; use one under"):
+        client.predict(gradio_client.handle_file(str(bomb)), 0, api_name="/reconstruct")
+    big = tmp_path / "big.png"
+    big.write_bytes(os.urandom(30 << 20))  # over the upload limit: refused before it is kept
+    with pytest.raises(Exception):  # noqa: B017 (gradio_client's own error for a refused upload)
+        client.predict(gradio_client.handle_file(str(big)), 0, api_name="/reconstruct")
+    assert not [p for p in explorer.uploads.rglob("*") if p.is_file() and p.stat().st_size > 25 << 20]
+    seen, out, *_ = client.predict(gradio_client.handle_file(str(face)), 0, api_name="/reconstruct")  # still serving
+    assert _png(out).shape == (128, 128, 3)
+
+
+def test_the_explorer_leaves_no_files_and_warns_when_it_serves_every_interface(runs: list[Path], caplog) -> None:
+    ex = Explorer(runs[:1], limit=4)
+    app, _url = launch(ex, host="0.0.0.0", port=None, block=False)
+    try:
+        assert "anyone who can reach this machine" in caplog.text
+        assert ex.out.is_dir()
+    finally:
+        app.close()
+        ex.close()
+    assert not ex.out.exists()
