@@ -38,7 +38,10 @@ def test_the_folder_has_the_hub_layout_and_a_card(folder: Path, run: Path) -> No
     names = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "README.md", "encoder.onnx", "decoder.onnx"} <= names
     assert {"reconstructions.png", "loss.png", "summary.json", "metrics.csv", "eval-test.json"} <= names
-    assert (folder / "model.safetensors").read_bytes() == (run / "checkpoints" / "best.safetensors").read_bytes()
+    from safetensors.torch import load_file
+
+    ours, theirs = load_file(folder / "model.safetensors"), load_file(run / "checkpoints" / "best.safetensors")
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     config = json.loads((folder / "config.json").read_text())
     assert config["library_name"] == "celebae" and config["model"] == "conv" and config["model_args"]["nf"] == 8
     assert config["image_size"] == 128 and config["code_size"] == 256 and config["preprocessing"]["crop"]
@@ -56,10 +59,10 @@ def test_the_folder_has_the_hub_layout_and_a_card(folder: Path, run: Path) -> No
 
 def test_the_folder_loads_and_reconstructs_bit_identically(folder: Path, run: Path) -> None:
     a, b = celebae.load(run), celebae.load(folder)
-    assert a.settings == b.settings
+    assert a.settings.portable() == b.settings  # the same settings, without this machine's paths
     (xa, ya), (xb, yb) = a.reconstruct(FACES), b.reconstruct(FACES)
     assert torch.equal(xa, xb) and torch.equal(ya, yb)
-    assert b.summary == a.summary and len(b.metrics()) == len(a.metrics())
+    assert b.summary == {**a.summary, "data": "synthetic"} and len(b.metrics()) == len(a.metrics())
 
 
 def test_the_onnx_files_reproduce_the_model(folder: Path) -> None:
@@ -166,3 +169,52 @@ def test_push_uploads_the_folder(folder: Path, run: Path, tmp_path: Path, monkey
     out = tmp_path / "pushed"
     assert main(["export", str(run), "--format", "hub", "--out", str(out), "--push-to", "me/celebae-tiny"]) == 0
     assert calls == [("create", "me/celebae-tiny"), ("upload", "me/celebae-tiny", str(out))]
+
+
+def test_the_folder_carries_no_path_of_this_machine(folder: Path, run: Path, tmp_path: Path) -> None:
+    machine = str(run.parent)
+    for path in folder.iterdir():
+        if path.suffix in (".json", ".md", ".csv"):
+            assert machine not in path.read_text(), path.name
+    settings = celebae.training.checkpoint.read_metadata(folder / "model.safetensors")["settings"]
+    assert settings["out"] is None and settings["cache_dir"] is None and machine not in json.dumps(settings)
+    # a folder whose config names a cache: never written to
+    tampered = tmp_path / "tampered"
+    shutil.copytree(folder, tampered)
+    config = json.loads((tampered / "config.json").read_text())
+    config["settings"]["cache_dir"] = str(tmp_path / "elsewhere")
+    (tampered / "config.json").write_text(json.dumps(config))
+    assert celebae.load(tampered).settings.cache_dir is None
+    assert main(["encode", str(tampered), "--out", str(tmp_path / "codes.npy"), "--limit", "4"]) == 0
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_model_index_says_what_was_measured(folder: Path) -> None:
+    card = hub.ModelCard.load(folder / "README.md")
+    dataset = card.data.to_dict()["model-index"][0]["results"][0]["dataset"]
+    assert dataset["name"] == "synthetic (16 test images)" and dataset["args"]["test_images"] == 16
+
+
+def test_a_missing_extra_leaves_nothing_and_the_retry_works(run: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import sys
+
+    out = tmp_path / "model"
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if celebae[hub] were not installed
+    assert main(["export", str(run), "--format", "hub", "--out", str(out)]) == 2
+    assert "pip install 'celebae[hub]'" in capsys.readouterr().err and not out.exists()
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 2
+    assert "celebae[onnx]" in capsys.readouterr().err and not (tmp_path / "onnx").exists()
+    monkeypatch.undo()
+    assert main(["export", str(run), "--format", "hub", "--out", str(out)]) == 0  # the retry, once installed
+    assert (out / "README.md").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]
+
+
+def test_export_hub_from_python_scores_the_card_like_the_command(run: Path, tmp_path: Path) -> None:
+    from celebae.evaluation.share import export_hub
+
+    fresh = tmp_path / "run"
+    shutil.copytree(run, fresh)
+    (fresh / "eval-test.json").unlink(missing_ok=True)  # never scored: export_hub scores it, as the command does
+    export_hub(fresh, tmp_path / "py")
+    assert "PCA, 256" in (tmp_path / "py" / "README.md").read_text() and (fresh / "eval-test.json").exists()

@@ -270,32 +270,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         paths = export(args.run, args.format, args.out, args.checkpoint)
     else:
-        from .use.share import check_target, export_hub, push
+        from .evaluation.share import export_hub, push
 
-        check_target(args.run, args.out)  # before the evaluation the card needs, which takes a while
-        paths = export_hub(args.run, args.out, args.with_onnx, _card_evaluation(args.run))
+        paths = export_hub(args.run, args.out, args.with_onnx)
         if args.push_to:
             paths.append(push(args.out, args.push_to))
     for path in paths:
         print(path)
     return 0
-
-
-def _card_evaluation(run: str) -> dict[str, Any] | None:
-    """The evaluation a model card reports: the run's, against PCA and JPEG; scored now if it has none (and
-    its data is here)."""
-    from .evaluation.scoring import evaluate
-    from .training.rundir import RunDir
-
-    recorded = RunDir(run).evaluation("test")
-    methods = recorded.get("methods", []) if recorded else []
-    if any(str(m.get("method", "")).startswith("PCA") for m in methods):  # scored against baselines
-        return recorded
-    try:
-        return evaluate(run, baselines=("pca", "jpeg"))
-    except CelebaeError as err:
-        log.warning("the card will have no comparison with PCA and JPEG: %s", err)
-        return recorded
 
 
 def cmd_explore(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """A run against honest baselines: PCA and the codecs (JPEG, WebP, AVIF) at a byte budget, ``evaluate``
-(a run scored against them at the code's size) and ``rate_distortion``.
+(a run scored against them at the code's size) and ``rate_distortion``; ``share``: a scored run as a Hub
+model folder whose card carries that evaluation.
 
 Imports only from itself and the layers below (``use`` down to ``errors``).
 """

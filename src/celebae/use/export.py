@@ -46,6 +46,8 @@ def export(run: str | Path, fmt: str, out_dir: str | Path, checkpoint: str = "be
     """Write ``encoder`` and ``decoder`` files (``.onnx`` or ``.pt``) plus ``export.json`` to ``out_dir``."""
     if fmt not in FORMATS:
         raise CelebaeError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "onnx":
+        check_onnx()  # before anything is made
     trained = load(run, checkpoint, device="cpu")
     model = trained.model.float().eval()
     out_dir = Path(out_dir)
@@ -86,12 +88,18 @@ def export(run: str | Path, fmt: str, out_dir: str | Path, checkpoint: str = "be
     return [*written, meta]
 
 
-def onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> None:
-    """``module`` as an ONNX file with a dynamic batch dimension (PyTorch's torch.export-based exporter)."""
+def check_onnx() -> None:
+    """The ONNX exporter's packages are here, or a one-line error naming the extra."""
     try:
+        import onnx  # noqa: F401
         import onnxscript  # noqa: F401  (the exporter needs it)
     except ImportError:
         raise CelebaeError("ONNX export needs onnx and onnxscript: pip install 'celebae[onnx]'") from None
+
+
+def onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> None:
+    """``module`` as an ONNX file with a dynamic batch dimension (PyTorch's torch.export-based exporter)."""
+    check_onnx()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's notes on optional torchvision ops
         if "dynamic_shapes" not in inspect.signature(torch.onnx.export).parameters:  # torch 2.4: TorchScript exporter

@@ -9,7 +9,7 @@
     DIR/encoder.onnx, decoder.onnx, export.json                                    with ``--with-onnx``
 
 The first three are what ``PyTorchModelHubMixin.save_pretrained`` writes, so the Hub and its tools read
-the folder as a PyTorch model with a card. Writing one is ``use.share``'s; this module reads one, and
+the folder as a PyTorch model with a card. Writing one is ``evaluation.share``'s (its card carries the evaluation); this module reads one, and
 ``fetch`` downloads a Hub repository (``user/name``) with ``snapshot_download`` first.
 """
 
@@ -74,6 +74,8 @@ def read_settings(folder: Path) -> Settings:
     settings = Settings.from_dict(config["settings"], str(path))
     if config.get("model") != settings.model or config.get("model_args", {}) != settings.model_kwargs():
         raise CelebaeError(f"{path}: model and model_args disagree with its settings; export the run again")
+    # a folder names no place on this machine: tools never write where a downloaded config points
+    settings = settings.replace(out=None, cache_dir=None)
     return settings
 
 

@@ -11,18 +11,25 @@ at equal bytes, limitations, figures). ``huggingface_hub`` and Jinja2 come with 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import CelebaeError
-from ..models import count_parameters
+from ..models import count_parameters, model_spec
+from ..training.checkpoint import read_metadata, save_weights
 from ..training.rundir import RunDir
-from . import hub
-from .export import export
-from .trained import TrainedRun, load
+from ..training.settings import data_name
+from ..use import hub
+from ..use.export import check_onnx, export
+from ..use.trained import TrainedRun, load
+from .scoring import evaluate
 
+log = logging.getLogger("celebae")
 CELEBA_LICENCE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 
 
@@ -31,41 +38,99 @@ def export_hub(
 ) -> list[Path]:
     """Write ``run``'s best weights, config, card and figures to ``out``; returns the files written.
 
-    ``evaluation`` is a ``celebae.evaluate`` result for the card (default: the run's own ``eval-test.json``,
-    where it has one)."""
+    The card's evaluation is ``evaluation``, else the run's own ``eval-test.json`` where it was scored against
+    PCA and JPEG, else scored now (where the run's data is here). Everything is checked first (the extras, the
+    target) and written into a temporary folder that becomes ``out`` at the end: a failure leaves nothing.
+    What the folder carries has no path of this machine: settings without ``out`` and ``cache_dir``, the data
+    named by its folder."""
     check_target(run, out)
+    _check_extras(with_onnx)
     trained = load(run, "best", device="cpu")
+    evaluation = _portable_evaluation(evaluation or card_evaluation(trained.run))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write_folder(trained, staging, evaluation, with_onnx)
+        if out.exists():
+            out.rmdir()  # empty: check_target said so
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return sorted(p for p in out.iterdir() if p.is_file())
+
+
+def _write_folder(trained: TrainedRun, out: Path, evaluation: dict[str, Any] | None, with_onnx: bool) -> None:
     source, dest = trained.run, RunDir(out)
-    evaluation = evaluation or source.evaluation("test")
-    shutil.copyfile(source.weights("best"), out / hub.WEIGHTS)
-    config = hub.model_config(trained.settings, trained.model.code_size, trained.model.image_shape)
+    settings = trained.settings.portable()
+    weights = source.weights("best")
+    save_weights(trained.model, out / hub.WEIGHTS, settings.to_dict(), read_metadata(weights)["position"])
+    config = hub.model_config(settings, trained.model.code_size, trained.model.image_shape)
     (out / hub.CONFIG).write_text(json.dumps(config, indent=1) + "\n")
     for src, dst in [
-        (source.summary_path, dest.summary_path),
         (source.metrics_path, dest.metrics_path),
-        (source.eval_path("test"), dest.eval_path("test")),
         (source.reconstructions_png, dest.reconstructions_png),
         (source.loss_png, dest.loss_png),
     ]:
         if src.exists():
             shutil.copyfile(src, dst)
-    if evaluation is not None and not dest.eval_path("test").exists():
+    if source.summary is not None:
+        summary = {**source.summary, "data": data_name(source.summary.get("data", settings.data))}
+        dest.summary_path.write_text(json.dumps(summary, indent=1) + "\n")
+    if evaluation is not None:
         dest.eval_path("test").write_text(json.dumps(evaluation, indent=1) + "\n")
     if with_onnx:
         export(trained.path, "onnx", out)
+        _drop_path(out / "export.json")
     card = model_card(trained, evaluation, onnx=with_onnx, figures=dest.reconstructions_png.exists())
     card.save(out / hub.CARD)
-    return sorted(p for p in out.iterdir() if p.is_file())
+
+
+def card_evaluation(run: RunDir) -> dict[str, Any] | None:
+    """The evaluation a model card reports: the run's, against PCA and JPEG; scored now if it has none (and
+    its data is here)."""
+    recorded = run.evaluation("test")
+    methods = recorded.get("methods", []) if recorded else []
+    if any(str(m.get("method", "")).startswith("PCA") for m in methods):  # scored against baselines
+        return recorded
+    try:
+        return evaluate(run.path, baselines=("pca", "jpeg"))
+    except CelebaeError as err:
+        log.warning("the card will have no comparison with PCA and JPEG: %s", err)
+        return recorded
+
+
+def _portable_evaluation(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An evaluation record without this machine's paths (its data named by its folder)."""
+    if evaluation is None or "data" not in evaluation:
+        return evaluation
+    return {**evaluation, "data": data_name(str(evaluation["data"]))}
+
+
+def _drop_path(path: Path) -> None:
+    """export.json names the run's path; a shared folder keeps the rest."""
+    record = json.loads(path.read_text())
+    record.pop("run", None)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def _check_extras(with_onnx: bool) -> None:
+    """The extras the folder needs, before anything is written."""
+    try:
+        import huggingface_hub  # noqa: F401
+        import jinja2  # noqa: F401
+    except ImportError:
+        raise CelebaeError(f"--format hub needs huggingface_hub and Jinja2: {hub.HUB_EXTRA}") from None
+    if with_onnx:
+        check_onnx()
 
 
 def check_target(run: str | Path, out: str | Path) -> None:
     """Refuse, before any work, to export a model folder again or into a folder that holds files."""
     if hub.is_hub_folder(Path(run)):
         raise CelebaeError(f"{run} is a model folder already; export a run directory")
-    if Path(out).exists() and any(Path(out).iterdir()):
-        raise CelebaeError(f"{out} is not empty; choose a new folder for the model")
+    if Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
+        raise CelebaeError(f"{out} is not an empty folder; choose a new folder for the model")
 
 
 def push(folder: str | Path, repo_id: str, private: bool = False) -> str:
@@ -92,14 +157,14 @@ def model_card(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: boo
     s, summary = trained.settings, trained.summary or {}
     celeba = _is_celeba(s.data)
     scores = _scores(evaluation, summary)
-    data_name = "CelebA (official split)" if celeba else Path(s.data).name
     results = [
         EvalResult(
             task_type="image-to-image",
             task_name="Image reconstruction",
-            dataset_type="celeba" if celeba else Path(s.data).name,
-            dataset_name=data_name,
+            dataset_type="celeba" if celeba else data_name(s.data),
+            dataset_name=_dataset_used(s.data, summary, evaluation),
             dataset_split="test",
+            dataset_args={"folder": data_name(s.data), "test_images": _test_images(summary, evaluation)},
             metric_type=key,
             metric_name=label,
             metric_value=round(value, 6),
@@ -121,6 +186,23 @@ def model_card(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: boo
     return ModelCard.from_template(data, template_str=CARD_TEMPLATE, **_card_values(trained, evaluation, onnx, figures))
 
 
+CELEBA_TEST_IMAGES = 19_962  # the official split's test images
+
+
+def _test_images(summary: dict[str, Any], evaluation: dict[str, Any] | None) -> int | None:
+    return evaluation.get("images") if evaluation else summary.get("splits", {}).get("test")
+
+
+def _dataset_used(data: str, summary: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
+    """What the scores were measured on, as the model-index names it: all of CelebA's official test split, or
+    the folder and the number of its test images (a partial copy is not "CelebA")."""
+    n = _test_images(summary, evaluation)
+    if _is_celeba(data) and n == CELEBA_TEST_IMAGES:
+        return f"CelebA (official split, {n:,} test images)"
+    where = f"{data_name(data)}, a copy of CelebA's layout" if _is_celeba(data) else data_name(data)
+    return f"{where} ({n:,} test images)" if n else where
+
+
 def _is_celeba(data: str) -> bool:
     """Trained on a CelebA folder (the card then carries CelebA's licence and limits)."""
     return data != "synthetic" and Path(data).name.lower().startswith("celeba")
@@ -140,9 +222,7 @@ def _card_values(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: b
     return {
         "title": f"celebae {s.model} (nf {s.width}, {s.size}×{s.size}, {model.code_size}-number code)",
         "model": s.model,
-        "model_label": {"conv": "Model 1, strided convolutions", "pool": "Model 2, pooling and upsampling"}.get(
-            s.model, s.model
-        ),
+        "model_label": model_spec(s.model).description,
         "params": f"{count_parameters(model):,}",
         "code_size": model.code_size,
         "numbers": f"{numbers:,}",
@@ -152,7 +232,7 @@ def _card_values(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: b
         "onnx": onnx,
         "preprocess": PREPROCESS[s.crop].format(size=s.size),
         "figures": figures,
-        "data": "synthetic faces" if s.data == "synthetic" else Path(s.data).name,  # no machine's path
+        "data": "synthetic faces" if s.data == "synthetic" else data_name(s.data),  # no machine's path
         "splits": {k: f"{v:,}" for k, v in summary.get("splits", {}).items()},
         "recipe": _recipe(s, summary),
         "evaluation": [_row(r) for r in rows],
