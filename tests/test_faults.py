@@ -725,3 +725,61 @@ def test_the_help_lists_every_choice() -> None:
     for choices in ("{mse,l1,ssim}", "{auto,fp32,bf16}", "{constant,cosine,step,plateau}", "{none,flip,flip-shift}"):
         assert choices in text, choices
     assert "{resize-crop,crop-resize}" in text and "{conv,pool}" in text
+
+
+def _events(tb: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of a TensorBoard folder's event files: tag → (step, value) in order."""
+    from tensorboardX.proto import event_pb2
+
+    found: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(tb.iterdir()):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
+            at += 16 + length
+            for v in event.summary.value:
+                found.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return found
+
+
+def test_tensorboard_has_every_scalar_on_the_step_axis(tmp_path: Path) -> None:
+    train(tiny(tmp_path, log_every=1), progress=False)  # 2 epochs of 4 steps
+    events = _events(tmp_path / "run" / "tb")
+    assert [s for s, _ in events["train/loss_step"]] == list(range(1, 9))
+    assert [s for s, _ in events["epoch/val_loss"]] == [4, 8]  # the step that ended each epoch
+    assert events["epoch/epoch"] == [(4, 1.0), (8, 2.0)]
+
+
+def test_a_run_with_relative_paths_resumes_and_scores_from_anywhere(tmp_path: Path, monkeypatch, capsys) -> None:
+    faces(tmp_path / "work" / "faces", [f"{i:03d}.png" for i in range(150)])
+    monkeypatch.chdir(tmp_path / "work")
+    args = ["train", *flags(data="faces", nf=4, batch_size=16, epochs=1, limit_train=32, limit_test=8), "--quiet"]
+    args += ["--out", "run"]
+    assert main(args) == 0
+    config = json.loads((tmp_path / "work" / "run" / "config.json").read_text())
+    assert config["data"] == str(tmp_path / "work" / "faces") and config["out"] == str(tmp_path / "work" / "run")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    run = str(tmp_path / "work" / "run")
+    assert main(["train", "--resume", "--out", run, "--epochs", "2", "--quiet"]) == 0, capsys.readouterr().err
+    assert main(["evaluate", run]) == 0
+    monkeypatch.chdir(tmp_path / "work")  # the data named either way is the same setting
+    absolute = str(tmp_path / "work" / "faces")
+    assert main(["train", "--resume", "--out", "run", "--epochs", "3", "--data", absolute, "--quiet"]) == 0
+    assert main(["train", "--resume", "--out", "run", "--epochs", "4", "--data", "faces", "--quiet"]) == 0
+
+
+def test_prepare_takes_every_setting_that_shapes_a_cache(tmp_path: Path, capsys) -> None:
+    values = flags(data="synthetic", synthetic_size=40, image_size=64, cache_dir=tmp_path)
+    assert main(["prepare", *values, "--quiet"]) == 0
+    shapes = {np.load(p, mmap_mode="r").shape[1:] for p in tmp_path.rglob("*.npy")}
+    assert shapes == {(3, 64, 64)}
+
+
+def test_onnx_export_prints_only_its_files(trained: Path, tmp_path: Path, capfd) -> None:
+    pytest.importorskip("onnxscript", reason="needs celebae[onnx]")
+    assert main(["export", str(trained), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
+    out, err = capfd.readouterr()
+    assert out.splitlines() == [str(tmp_path / "onnx" / n) for n in ("encoder.onnx", "decoder.onnx", "export.json")]
+    assert err.strip() == "", err

@@ -356,6 +356,7 @@ DATA_SETTINGS = (
     "strict_images",
     "follow_links",
     "cache_dir",
+    "image_size",  # caches are keyed by size: a 256-px cache can be prepared ahead of training
 )
 
 

@@ -2,7 +2,8 @@
 
     RUN/config.json              the resolved settings
     RUN/metrics.csv              a row per step (training loss) and per epoch (mean train, full validation)
-    RUN/tb/                      TensorBoard event files of the same numbers
+    RUN/tb/                      TensorBoard event files of the same numbers, every scalar at its optimiser step
+                                 (epoch/epoch says which epoch a step ended)
     RUN/checkpoints/last.safetensors, last.state.safetensors, best.safetensors
                                  (with --ema: last.ema.safetensors, and best is the average's)
     RUN/summary.json             final scores, parameters, speed, wall time: the run finished
@@ -388,10 +389,12 @@ class MetricsLog:
                 self.tb.add_scalar("train/loss_step", r["train_loss"], int(r["step"]))
                 if r.get("lr") is not None:
                     self.tb.add_scalar("train/lr", r["lr"], int(r["step"]))
-            else:
+            else:  # on the same axis as the steps' (the optimiser step that ended the epoch), so they share a plot
+                step = int(r["step"])
+                self.tb.add_scalar("epoch/epoch", int(r["epoch"]), step)
                 for key in ("train_loss", "val_loss", "val_mse", "raw_val_mse"):
                     if r.get(key) is not None:
-                        self.tb.add_scalar(f"epoch/{key}", r[key], int(r["epoch"]))
+                        self.tb.add_scalar(f"epoch/{key}", r[key], step)
         self.tb.flush()
 
     def close(self) -> None:

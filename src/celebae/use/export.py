@@ -10,9 +10,12 @@ TorchScript is a trace (PyTorch deprecates TorchScript: prefer ONNX for new uses
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -117,12 +120,26 @@ def onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, 
                 training=torch.onnx.TrainingMode.PRESERVE,
             )
             return
-        program = torch.onnx.export(
-            module,
-            (example,),
-            dynamo=True,
-            input_names=[input_name],
-            output_names=[output_name],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-        )
+        with _quiet("torch.onnx"):  # its progress lines and notes on torchvision's ops, which these models lack
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                verbose=False,
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+            )
     program.save(str(path))
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Only errors from ``logger`` while the block runs."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)

@@ -9,8 +9,9 @@
     DIR/encoder.onnx, decoder.onnx, export.json                                    with ``--with-onnx``
 
 The first three are what ``PyTorchModelHubMixin.save_pretrained`` writes, so the Hub and its tools read
-the folder as a PyTorch model with a card. Writing one is ``evaluation.share``'s (its card carries the evaluation); this module reads one, and
-``fetch`` downloads a Hub repository (``user/name``) with ``snapshot_download`` first.
+the folder as a PyTorch model with a card. Writing one is ``evaluation.share``'s (its card carries the
+evaluation); this module reads one, and ``fetch`` downloads a Hub repository (``hf://user/name``) with
+``snapshot_download`` first.
 """
 
 from __future__ import annotations
