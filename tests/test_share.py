@@ -52,7 +52,13 @@ def test_the_folder_has_the_hub_layout_and_a_card(folder: Path, run: Path) -> No
     assert {m["type"]: m["value"] for m in index["metrics"]} == {
         k: pytest.approx(evaluation[k], abs=1e-6) for k in ("mse", "psnr", "ssim")
     }
-    for section in ("## How to use", "## Training data and recipe", "## Evaluation", "## Limitations", "PCA, 256"):
+    for section in (
+        "## How to use",
+        "## Training data and recipe",
+        "## Evaluation",
+        "## Limitations",
+        "PCA (float32), 256",
+    ):
         assert section in card.text, section
     assert "onnxruntime.InferenceSession" in card.text and "![reconstructions](reconstructions.png)" in card.text
 
@@ -217,4 +223,4 @@ def test_export_hub_from_python_scores_the_card_like_the_command(run: Path, tmp_
     shutil.copytree(run, fresh)
     (fresh / "eval-test.json").unlink(missing_ok=True)  # never scored: export_hub scores it, as the command does
     export_hub(fresh, tmp_path / "py")
-    assert "PCA, 256" in (tmp_path / "py" / "README.md").read_text() and (fresh / "eval-test.json").exists()
+    assert "PCA (float32), 256" in (tmp_path / "py" / "README.md").read_text() and (fresh / "eval-test.json").exists()

@@ -14,7 +14,7 @@ from PIL import Image
 import celebae
 from celebae.cli import main
 from celebae.data import draw_face, open_source, prepare_split
-from celebae.evaluation.baselines import jpeg_baseline, pca_baseline
+from celebae.evaluation.baselines import codec_at_budget, pca_baseline
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +57,18 @@ def test_evaluate_with_baselines(run: Path, tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "| method | bytes per image | MSE | PSNR (dB) | SSIM |" in out and "the report states 95.31 %" in out
     result = json.loads((run / "eval-test.json").read_text())
-    methods = {m["method"]: m for m in result["methods"]}
+    methods = {f"{m['method']}, {m['config']}": m for m in result["methods"]}  # rd's labels
     assert result["images"] == 48 and result["compression"]["reduction_percent"] == pytest.approx(99.4792)
-    model = methods["conv (float32 code)"]
-    assert model["bytes"] == 1024 and methods["conv (float16 code)"]["bytes"] == 512
-    assert methods["conv (8-bit code)"]["bytes"] == 256
+    model = methods["conv code (float32), 256 numbers, run"]
+    assert model["bytes"] == 1024 and methods["conv code (float16), 256 numbers, run"]["bytes"] == 512
+    assert methods["conv code (8-bit), 256 numbers, run"]["bytes"] == 256
     # quantising the code costs little: the 8-bit code is within 5 % of the float code's MSE
-    assert methods["conv (8-bit code)"]["mse"] == pytest.approx(model["mse"], rel=0.05)
+    assert methods["conv code (8-bit), 256 numbers, run"]["mse"] == pytest.approx(model["mse"], rel=0.05)
     summary = json.loads((run / "summary.json").read_text())
     assert model["mse"] == pytest.approx(summary["test_mse"], rel=1e-4)  # the best epoch is the last here
-    assert 0 < model["ssim"] < 1 and 0 < methods["JPEG ≤ 1024 bytes"]["ssim"] <= 1
-    assert methods["JPEG ≤ 1024 bytes"]["max_bytes"] <= 1024
-    assert "PCA, 256 components (float32)" in methods
+    assert 0 < model["ssim"] < 1 and 0 < methods["JPEG, ≤ 1024 bytes"]["ssim"] <= 1
+    assert methods["JPEG, ≤ 1024 bytes"]["max_bytes"] <= 1024
+    assert "PCA (float32), 256 components" in methods
     with open(per_image) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 48 and np.mean([float(r["mse"]) for r in rows]) == pytest.approx(model["mse"], rel=1e-5)
@@ -90,10 +90,10 @@ def test_pca_beats_a_shuffled_pixel_control(tmp_path: Path) -> None:
 
 def test_jpeg_baseline_stays_within_its_budget() -> None:
     images = np.stack([draw_face(i) for i in range(6)])
-    decoded, sizes = jpeg_baseline(images, 1024)
+    decoded, sizes = codec_at_budget(images, 1024, "JPEG")
     assert decoded.shape == images.shape and decoded.dtype == np.uint8
     assert sizes.max() <= 1024 and sizes.min() > 300
-    none, floor = jpeg_baseline(images, 100)  # below any JPEG's headers
+    none, floor = codec_at_budget(images, 100, "JPEG")  # below any JPEG's headers
     assert none is None and floor.min() > 100
 
 
@@ -222,13 +222,13 @@ def test_every_tool_on_the_real_sample(celeba_sample: Path, tmp_path: Path, caps
         progress=False,
     )
     assert main(["evaluate", str(run), "--baselines", "pca,jpeg"]) == 0
-    methods = {m["method"]: m for m in json.loads((run / "eval-test.json").read_text())["methods"]}
-    assert methods["JPEG ≤ 1024 bytes"]["max_bytes"] <= 1024
+    methods = {f"{m['method']}, {m['config']}": m for m in json.loads((run / "eval-test.json").read_text())["methods"]}
+    assert methods["JPEG, ≤ 1024 bytes"]["max_bytes"] <= 1024
     source = open_source(celeba_sample)
     test = np.asarray(prepare_split(source, "test", limit=40, cache_dir=tmp_path / "c", progress=False).images)
     train = prepare_split(source, "train", limit=256, cache_dir=tmp_path / "c", progress=False).images
     shuffled = np.stack([np.random.default_rng(i).permutation(t.ravel()) for i, t in enumerate(test)])
-    pca_mse = methods["PCA, 256 components (float32)"]["mse"]
+    pca_mse = methods["PCA (float32), 256 components"]["mse"]
     control = pca_baseline(train, shuffled.reshape(test.shape), 256) - torch.from_numpy(shuffled).reshape(
         test.shape
     ).float().div(127.5).sub(1)

@@ -115,8 +115,3 @@ def codec_at_budget(
         decoded.append(np.asarray(Image.open(io.BytesIO(best)).convert("RGB")).transpose(2, 0, 1))
         sizes.append(len(best))
     return np.stack(decoded), np.array(sizes)
-
-
-def jpeg_baseline(images: np.ndarray, budget: int) -> tuple[np.ndarray | None, np.ndarray]:
-    """``codec_at_budget`` for JPEG (qualities 1–95), as ``celebae evaluate --baselines jpeg`` uses it."""
-    return codec_at_budget(images, budget, "JPEG")

@@ -35,16 +35,36 @@ CSV_FIELDS = ["method", "config", "bytes", "max_bytes", "psnr", "ssim", "mse", "
 
 
 def _row(method: str, config: str, nbytes: float, x: np.ndarray, decoded: torch.Tensor | np.ndarray) -> dict:
+    """One method's point: its means over the images, and (under ``per_image``, not written out) each image's."""
     scores = reconstruction_quality(x, decoded)
-    return {"method": method, "config": config, "bytes": nbytes, **{k: float(np.mean(v)) for k, v in scores.items()}}
+    means = {k: float(np.mean(v)) for k, v in scores.items()}
+    return {"method": method, "config": config, "bytes": nbytes, **means, "per_image": scores}
 
 
-def model_rows(trained: TrainedRun, x: np.ndarray, train: np.ndarray) -> list[dict]:
-    """One run's code at each precision of ``CODE_BITS``."""
+def label(row: dict[str, Any]) -> str:
+    """A row as people read it: ``PCA (float32), 256 components``."""
+    return f"{row['method']}, {row['config']}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows as a Markdown table (``celebae evaluate`` and the model card show the same one)."""
+    lines = ["| method | bytes per image | MSE | PSNR (dB) | SSIM |", "|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("mse") is None:
+            lines.append(f"| {label(r)} | – | – | – | – ({r.get('note', '')}) |")
+        else:
+            lines.append(f"| {label(r)} | {r['bytes']:,.0f} | {r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+    return lines
+
+
+def model_rows(
+    trained: TrainedRun, x: np.ndarray, train: np.ndarray, precisions: tuple[tuple[str, int], ...] = CODE_BITS
+) -> list[dict]:
+    """One run's code at each of ``precisions`` (name, bits per number)."""
     codes = trained.encode_batches(x)
     train_codes = trained.encode_batches(np.asarray(train[:RANGE_FIT_IMAGES]))
     k, rows = trained.model.code_size, []
-    for name, bits in CODE_BITS:
+    for name, bits in precisions:
         if bits == 32:
             stored = codes
         elif bits == 16:
@@ -56,9 +76,13 @@ def model_rows(trained: TrainedRun, x: np.ndarray, train: np.ndarray) -> list[di
     return rows
 
 
-def pca_rows(x: np.ndarray, train: np.ndarray) -> list[dict]:
-    """PCA with k coefficients, k in ``PCA_COMPONENTS`` up to the training images' count, float32 and 8-bit."""
-    ks = [k for k in PCA_COMPONENTS if k <= len(train)]
+def pca_rows(
+    x: np.ndarray, train: np.ndarray, components: tuple[int, ...] = PCA_COMPONENTS, eight_bit: bool = True
+) -> list[dict]:
+    """PCA with k coefficients, k in ``components`` up to the training images' count, float32 (and 8-bit)."""
+    ks = [k for k in components if k <= len(train)]
+    if not ks:
+        raise CelebaeError(f"PCA needs at least {min(components)} training images, there are {len(train)}")
     mean, basis = fit_pca(train, max(ks))
     all_coeffs = project(x, mean, basis)
     train_coeffs = project(np.asarray(train[:RANGE_FIT_IMAGES]), mean, basis)
@@ -66,7 +90,8 @@ def pca_rows(x: np.ndarray, train: np.ndarray) -> list[dict]:
     for k in ks:
         coeffs = all_coeffs[:, :k]  # principal components are nested: the first k of the fit
         quantiser = CodeQuantiser(train_coeffs[:, :k], 8)
-        for name, stored, nbytes in (("float32", coeffs, 4 * k), ("8-bit", quantiser.round_trip(coeffs), k)):
+        kinds = (("float32", coeffs, 4 * k), ("8-bit", quantiser.round_trip(coeffs), k))
+        for name, stored, nbytes in kinds if eight_bit else kinds[:1]:
             decoded = (stored @ basis[:k] + mean).reshape(x.shape).clamp(-1, 1)
             rows.append(_row(f"PCA ({name})", f"{k} components", nbytes, x, decoded))
     return rows
@@ -76,9 +101,10 @@ def available_codecs() -> list[str]:
     return [c for c in CODECS if c != "AVIF" or features.check("avif")]
 
 
-def codec_rows(x: np.ndarray, budgets: list[int]) -> list[dict]:
+def codec_rows(x: np.ndarray, budgets: list[int], codecs: list[str] | None = None) -> list[dict]:
+    """Each codec (default: every one this Pillow has) at each byte budget."""
     rows = []
-    for codec in available_codecs():
+    for codec in codecs or available_codecs():
         cache: dict = {}
         for budget in budgets:
             decoded, sizes = codec_at_budget(x, budget, codec, cache)
@@ -113,7 +139,7 @@ def rate_distortion(
     rows += codec_rows(images.pixels, budgets)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "rd.csv", "w", newline="") as f:
+    with open(out_dir / "rd.csv", "w", newline="") as f:  # per_image is not a CSV field: left out
         writer = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)

@@ -27,6 +27,7 @@ from ..training.settings import data_name
 from ..use import hub
 from ..use.export import check_onnx, export
 from ..use.trained import TrainedRun, load
+from .rd import markdown_table
 from .scoring import evaluate
 
 log = logging.getLogger("celebae")
@@ -235,7 +236,7 @@ def _card_values(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: b
         "data": "synthetic faces" if s.data == "synthetic" else data_name(s.data),  # no machine's path
         "splits": {k: f"{v:,}" for k, v in summary.get("splits", {}).items()},
         "recipe": _recipe(s, summary),
-        "evaluation": [_row(r) for r in rows],
+        "evaluation": markdown_table(rows)[2:],  # the rows of celebae evaluate's table
         "eval_images": evaluation.get("images") if evaluation else None,
         "test_mse": summary.get("test_mse"),
         "test_psnr": summary.get("test_psnr"),
@@ -259,12 +260,6 @@ def _recipe(s: Any, summary: dict[str, Any]) -> list[tuple[str, str]]:
             f"{summary.get('device', '?')} × {summary.get('world_size', 1)}, torch {summary.get('torch', '?')}",
         ),
     ]
-
-
-def _row(r: dict[str, Any]) -> str:
-    if r.get("mse") is None:
-        return f"| {r['method']} | – | – | – | – ({r.get('note', '')}) |"
-    return f"| {r['method']} | {r['bytes']:,.0f} | {r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
 
 
 # celebae.data.images.square, spelled out for readers without celebae (the card's test runs it)
