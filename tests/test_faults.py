@@ -586,6 +586,7 @@ def test_a_fifo_image_and_run_files_are_refused(trained: Path, tmp_path: Path, c
         (["train", "--lr", "inf"], "lr must be a finite number"),
         (["train", "--out", ""], "out must name a folder"),
         (["train", "--grid-images", "1000"], "grid_images must be 1 to 64"),
+        (["train", "--synthetic-size", "1000000000000"], "synthetic_size must be at most 1,000,000"),
         (["train", "--loss", "l3"], "argument --loss: invalid choice: 'l3'"),
         (["train", "--precision", "fp8"], "argument --precision: invalid choice"),
         (["sweep", "exp1", "--seeds", "100000", "--dry-run"], "--seeds must name at most 1000 seeds"),
@@ -783,3 +784,13 @@ def test_onnx_export_prints_only_its_files(trained: Path, tmp_path: Path, capfd)
     out, err = capfd.readouterr()
     assert out.splitlines() == [str(tmp_path / "onnx" / n) for n in ("encoder.onnx", "decoder.onnx", "export.json")]
     assert err.strip() == "", err
+
+
+def test_messages_name_the_setting(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('model = "nosuch"\n')
+    assert main(["train", "--config", str(config)]) == 2
+    one_line_error(capsys, "unknown model 'nosuch' (--model, or model in a config)")
+    config.write_text("nf = 8.5\n")
+    assert main(["train", "--config", str(config)]) == 2
+    one_line_error(capsys, "nf must be a whole number, got 8.5")

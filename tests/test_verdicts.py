@@ -12,9 +12,9 @@ from conftest import tiny
 
 from celebae import RunDir, train
 from celebae.cli import main
-from celebae.studies.claims import effect_at
 from celebae.studies.points import Point
 from celebae.studies.sweep import sweep
+from celebae.studies.verdicts import effect_at
 
 TINY = {"data": "synthetic", "synthetic_size": 300, "limit_train": 64, "limit_val": 32, "limit_test": 30}
 
@@ -66,10 +66,10 @@ def test_a_a_is_inconclusive_and_a_b_has_the_right_sign(groups: dict[str, list[P
 
 
 def test_points_that_differ_in_neither_batch_nor_width_make_no_size_claim(groups: dict[str, list[Path]]) -> None:
-    from celebae.studies.claims import all_claims
+    from celebae.studies.verdicts import all_verdicts
 
     a, a2 = (Point(name, [RunDir(r) for r in groups[name]]) for name in ("A", "A2"))
-    assert all_claims([a, a2]) == ["- none of the report's comparisons applies to these runs"]  # no "16 → 16"
+    assert all_verdicts([a, a2]) == ["- none of the report's comparisons applies to these runs"]  # no "16 → 16"
 
 
 def test_compare_refuses_runs_on_other_images(groups: dict[str, list[Path]], tmp_path: Path, capsys) -> None:

@@ -15,7 +15,7 @@ The package is its layers, bottom first (each imports only from itself and the l
     training    settings, device, processes, checkpoints, the run directory, the loop, FLOPs
     use         a trained run loaded, latent tools, export
     evaluation  baselines (PCA, codecs), a run scored against them, rate–distortion
-    studies     sweeps, points, statistics, claims, compare, report
+    studies     sweeps, points, statistics, verdicts, compare, report
     cli, demo   the command line and the README's first command
 
 The subpackages are named for what they hold (``celebae.training``, ``celebae.evaluation``), so the

@@ -42,9 +42,9 @@ def demo(out: str | Path = "runs/demo", data: str | None = None, quick: bool = F
             batch_size=32,
             synthetic_size=3000,
             log_every=5,
-            out=str(out / f"{model}-nf16-bs32"),
             **limits,
         )
+        settings = settings.replace(out=str(out / settings.run_name()))
         train(settings, start="auto")  # finished runs are kept, interrupted ones resumed
         runs.append(load(settings.out, "last", device="cpu"))
 

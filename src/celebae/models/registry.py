@@ -89,7 +89,7 @@ def register_model(
 
 def model_spec(name: str) -> ModelSpec:
     if name not in MODELS:
-        raise CelebaeError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise CelebaeError(f"unknown model {name!r} (--model, or model in a config); choose one of {', '.join(MODELS)}")
     return MODELS[name]
 
 

@@ -18,9 +18,9 @@ from ..data import load_split
 from ..quality.figures import plot_losses, save_labelled_grid
 from ..training.rundir import RunDir, SweepDir, finished_runs
 from ..use.trained import load
-from .claims import all_claims
 from .points import Point, group_points
 from .stats import METHOD
+from .verdicts import all_verdicts
 
 SETTING_COLUMNS = [
     ("run", "name"),
@@ -185,7 +185,7 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
         "optimiser steps and at equal training compute (FLOPs per image × images seen); the last two use the "
         "validation images after each run's last epoch within the smaller budget.",
         "",
-        *all_claims(points),
+        *all_verdicts(points),
         "",
         "## Figures",
         "",

@@ -123,22 +123,6 @@ def load_study(study: str | Path) -> Study:
     )
 
 
-def point_name(settings: Settings, varying: list[str]) -> str:
-    """``conv-bs32-nf16``, plus any other setting the study varies (``-lr0.001``)."""
-    width = (
-        f"{settings.nf_enc or settings.width}x{settings.nf_dec or settings.width}"
-        if settings.nf_enc or settings.nf_dec
-        else settings.width
-    )
-    parts = [settings.model, f"bs{settings.batch_size}", f"nf{width}"]
-    parts += [
-        f"{k.replace('_', '')}{getattr(settings, k)}"
-        for k in varying
-        if k not in ("model", "batch_size", "nf", "nf_enc", "nf_dec")
-    ]
-    return "-".join(str(p) for p in parts)
-
-
 def expand(
     study: Study, out: Path, overrides: dict[str, Any] | None = None, seeds: list[int] | None = None
 ) -> list[Settings]:
@@ -161,7 +145,7 @@ def expand(
         given = combo.pop("name", None)  # a point may name itself (its folder)
         values = {**study.settings, **combo, **overrides}
         settings = Settings.from_dict(values, f"study {study.name}, point {i + 1}")
-        name = str(given) if given else point_name(settings, varying)
+        name = str(given) if given else settings.run_name(varying)
         if name in names:
             raise CelebaeError(f"study {study.name}: two points are both {name}; make the points differ")
         names.add(name)
@@ -289,16 +273,17 @@ def _record(
     out: Path, study: str, points: list[Settings], results: dict[str, tuple[str, str | None]], name: Any
 ) -> list[dict[str, Any]]:
     """sweep.json and the tables, from each run's own state (another process may own a run), written by one
-    process of the study at a time."""
+    process of the study at a time. The states are read under the study's lock: read before it, a slower
+    process would write what it saw over the newer record of one that finished a run since."""
     records = []
-    for s in points:
-        status, error = results.get(s.out, (None, None))
-        status = "done" if status == "done" else _status(s)
-        if status == "failed" and error:
-            log.warning("%s failed: %s", name(s), error)
-        records.append({"name": name(s), "status": status, "error": error if status == "failed" else None})
     folder = SweepDir(out)
     with FileLock(str(folder.lock_path)):
+        for s in points:
+            status, error = results.get(s.out, (None, None))
+            status = "done" if status == "done" else _status(s)
+            if status == "failed" and error:
+                log.warning("%s failed: %s", name(s), error)
+            records.append({"name": name(s), "status": status, "error": error if status == "failed" else None})
         _write_atomic(folder.record_path, json.dumps({"study": study, "points": records}, indent=1) + "\n")
         if any(r["status"] == "done" for r in records):
             write_tables_and_figures(out)

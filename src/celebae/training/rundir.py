@@ -63,7 +63,7 @@ class RunDir:
 
     @classmethod
     def default_for(cls, settings: Settings) -> RunDir:
-        return cls(settings.out or Path("runs") / f"{settings.model}-nf{settings.width}-bs{settings.batch_size}")
+        return cls(settings.out or Path("runs") / settings.run_name())
 
     # ---- paths ------------------------------------------------------------------------------------------------
     @property

@@ -52,6 +52,7 @@ RESUMABLE = frozenset(
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+MAX_SYNTHETIC = 1_000_000  # 49 GB of 128-px faces in the cache: five times CelebA
 MAX_SEED = 2**63 - 1  # what torch.manual_seed and NumPy's generators take
 
 
@@ -191,6 +192,15 @@ class Settings:
         loss = f" loss={self.loss}" if self.loss != "mse" else ""
         return f"{self.model} bs={self.batch_size} nf={nf}{extra}{loss}"
 
+    def run_name(self, varying: list[str] | tuple[str, ...] = ()) -> str:
+        """The run's folder name: ``conv-bs32-nf16`` (the label's order), plus any of ``varying`` beyond those
+        (``-lr0.001``): the default ``--out`` (under ``runs/``) and a sweep point's folder."""
+        width = f"{self.nf_enc or self.width}x{self.nf_dec or self.width}" if self.nf_enc or self.nf_dec else self.width
+        parts = [self.model, f"bs{self.batch_size}", f"nf{width}"]
+        named = ("model", "batch_size", "nf", "nf_enc", "nf_dec")
+        parts += [f"{k.replace('_', '')}{getattr(self, k)}" for k in varying if k not in named]
+        return "-".join(str(p) for p in parts)
+
     def model_kwargs(self) -> dict[str, Any]:
         """The model's keyword arguments: the model fields that are set, then ``model_args``."""
         kwargs = {k: getattr(self, k) for k in MODEL_FIELDS if getattr(self, k) is not None}
@@ -242,6 +252,11 @@ class Settings:
         need(
             1 <= self.grid_images <= MAX_GRID_IMAGES,
             f"grid_images must be 1 to {MAX_GRID_IMAGES}, got {self.grid_images}",
+        )
+        need(
+            self.synthetic_size <= MAX_SYNTHETIC,
+            f"synthetic_size must be at most {MAX_SYNTHETIC:,} (faces drawn once into the cache), "
+            f"got {self.synthetic_size:,}",
         )
         for name in ("seed", "split_seed"):
             need(0 <= getattr(self, name) <= MAX_SEED, f"{name} must be 0 to 2**63 - 1, got {getattr(self, name)}")

@@ -49,7 +49,7 @@ def _overall(verdicts: list[tuple[str, str]]) -> str:
     return f"**{at_epochs.pop()}**" if len(at_epochs) == 1 else "**mixed**"
 
 
-def claim_conv_beats_pool(points: list[Point]) -> list[str]:
+def conv_beats_pool(points: list[Point]) -> list[str]:
     pairs = [
         (c, p)
         for c in points
@@ -89,7 +89,7 @@ def _conv(points: list[Point]) -> list[Point]:
     return [p for p in points if p.summary["model"] == "conv"]
 
 
-def claim_bigger_is_better(points: list[Point]) -> list[str]:
+def bigger_is_better(points: list[Point]) -> list[str]:
     """The loss falls as batch size grows (width fixed) and as width grows (batch size fixed)."""
     out = []
     for vary, fixed in (("batch_size", "nf"), ("nf", "batch_size")):
@@ -110,7 +110,7 @@ def claim_bigger_is_better(points: list[Point]) -> list[str]:
     return out
 
 
-def claim_larger_runs_beat_baseline(points: list[Point]) -> list[str]:
+def larger_runs_beat_baseline(points: list[Point]) -> list[str]:
     base = [p for p in _conv(points) if (p.summary["batch_size"], p.summary["nf"]) == (64, 64)]
     larger = [
         p
@@ -127,7 +127,7 @@ def claim_larger_runs_beat_baseline(points: list[Point]) -> list[str]:
     return [f"- *Larger batches and widths do not beat [bs 64, nf 64]*: {_overall(verdicts)}", *lines]
 
 
-def all_claims(points: list[Point]) -> list[str]:
-    claims = claim_conv_beats_pool(points) if any(p.summary["model"] == "pool" for p in points) else []
-    claims += claim_bigger_is_better(points) + claim_larger_runs_beat_baseline(points)
-    return claims or ["- none of the report's comparisons applies to these runs"]
+def all_verdicts(points: list[Point]) -> list[str]:
+    verdicts = conv_beats_pool(points) if any(p.summary["model"] == "pool" for p in points) else []
+    verdicts += bigger_is_better(points) + larger_runs_beat_baseline(points)
+    return verdicts or ["- none of the report's comparisons applies to these runs"]
