@@ -200,9 +200,14 @@ def test_api_accepts_paths_pil_and_tensors(run: Path, odd_folder: Path) -> None:
     path = odd_folder / "face2003.png"
     pil = Image.open(path)
     tensor = torch.from_numpy(np.asarray(pil).transpose(2, 0, 1).copy())
+    x = trained.images([path, pil, tensor])
+    assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])  # the same pixels, to the bit
     codes = trained.encode([path, pil, tensor])
     assert codes.shape == (3, 256)
-    assert torch.allclose(codes[0], codes[1]) and torch.allclose(codes[1], codes[2])
+    # the rows of one batch may take different kernels (a batch's tail) that sum in another order: equal up
+    # to float32 rounding, not to allclose's default atol of 1e-8 (torch 2.4.1 failed that on one CPU)
+    torch.testing.assert_close(codes[0], codes[1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(codes[1], codes[2], rtol=1e-4, atol=1e-5)
 
 
 def test_every_tool_on_the_real_sample(celeba_sample: Path, tmp_path: Path, capsys) -> None:

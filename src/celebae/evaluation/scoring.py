@@ -47,8 +47,8 @@ def evaluate(
     train_images = load_split(trained.settings.data_spec(), "train", progress=False).images
     x, k = np.asarray(prepared.images), trained.model.code_size
     rows = model_rows(trained, x, train_images, CODE_BITS[:3])
-    if "pca" in baselines:
-        rows += pca_rows(x, train_images, (k,), eight_bit=False)
+    if "pca" in baselines:  # as many components as the code has numbers, or as the training images allow
+        rows += pca_rows(x, train_images, (min(k, len(train_images)),), eight_bit=False)
     if "jpeg" in baselines:
         rows += codec_rows(x, [4 * k, 2 * k, k], ["JPEG"])
     scores = rows[0].pop("per_image")
