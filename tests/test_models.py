@@ -194,3 +194,55 @@ def test_models_own_their_arguments(name: str) -> None:
         Settings(model=name, model_args={"colour": 3})
     assert set(spec.small) <= set(spec.defaults)
     assert spec.description in Settings.__dataclass_fields__["model"].metadata["help"]
+
+
+# ---- Model 3, lincode: Model 1's stages with a linear code --------------------------------------------------------
+
+
+@pytest.mark.parametrize("nf,code", [(16, 256), (32, 32)])
+def test_lincode_parameters_and_shapes(nf: int, code: int) -> None:
+    from celebae.models import LinearCodeAutoencoder
+
+    model = build_model("lincode", nf=nf, code_size=code).eval()
+    a = nf
+    # Model 1's counts, with its 256-number code layer (4×4 weights and a BatchNorm of 512 parameters) replaced
+    # by a K-number one: 4×4 weights and a bias in the encoder, 4×4 weights in the decoder
+    code_weights = 16 * a * 16
+    assert count_parameters(model.encoder) == 2720 * a * a + 65646 * a + 512 - 512 - code_weights * 256 + (
+        code_weights * code + code
+    )
+    assert count_parameters(model.decoder) == 2720 * a * a + 65646 * a - code_weights * 256 + code_weights * code
+    assert isinstance(model, LinearCodeAutoencoder) and model.code_size == code
+    shapes = [(a, 64, 64), (2 * a, 32, 32), (4 * a, 16, 16), (8 * a, 8, 8), (16 * a, 4, 4), (code, 1, 1)]
+    h = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        for layer, shape in zip(model.encoder, shapes, strict=True):
+            h = layer(h)
+            assert tuple(h.shape[1:]) == shape
+    assert isinstance(model.encoder[-1], CodeConv2d) and model.encoder[-1].bias is not None
+
+
+def test_lincode_s_code_is_linear_in_the_last_stage() -> None:
+    model = build_model("lincode", nf=4).eval()
+    x = torch.rand(3, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        features = model.encoder[:-1](x)
+        code = model.encode(x)
+        mixed = model.encoder[-1](0.3 * features[:1] + 0.7 * features[1:2]).flatten(1)
+    torch.testing.assert_close(mixed, 0.3 * code[:1] + 0.7 * code[1:2], rtol=1e-4, atol=1e-5)  # affine: no norm, no act
+    assert (code < 0).float().mean() > 0.2  # negative values pass unsquashed (no LeakyReLU on the code)
+
+
+def test_lincode_with_group_norm_is_the_same_function_in_training_and_evaluation() -> None:
+    torch.manual_seed(0)
+    model = build_model("lincode", nf=8, norm="group")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    x = torch.rand(4, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        trained_mode = model.train()(x)
+        eval_mode = model.eval()(x)
+        alone = model(x[:1])
+    torch.testing.assert_close(trained_mode, eval_mode)
+    torch.testing.assert_close(alone, eval_mode[:1], rtol=1e-4, atol=1e-5)  # no image depends on its batch-mates
+    with pytest.raises(CelebaeError, match="norm must be one of batch, group"):
+        build_model("lincode", norm="layer")

@@ -9,6 +9,7 @@ N×``code_size`` for both models, so codes from either can be used as feature ve
     layers.py     the stages, the code layers, ``Autoencoder``
     conv.py       Model 1 (its diagram, and the rule for other sizes)
     pool.py       Model 2 (its diagram)
+    lincode.py    Model 3, beyond the report: Model 1's stages with a linear code (its diagram, and why)
 
 Models register themselves (``@register_model``) and own their keyword arguments: the builder's signature
 is the model's settings and defaults (``--nf``, ``--slope``, or ``--model-arg NAME=VALUE`` for any other).
@@ -21,6 +22,7 @@ Imports only from itself, ``errors`` and ``data``.
 from ..data.images import SIZE
 from .conv import IMAGE_SIZES, ConvAutoencoder
 from .layers import Autoencoder, CodeConv2d, CodeConvTranspose2d
+from .lincode import LinearCodeAutoencoder
 from .pool import PoolAutoencoder
 from .registry import MODELS, ModelSpec, build_model, count_parameters, model_spec, register_model
 
@@ -32,6 +34,7 @@ __all__ = [
     "CodeConv2d",
     "CodeConvTranspose2d",
     "ConvAutoencoder",
+    "LinearCodeAutoencoder",
     "ModelSpec",
     "PoolAutoencoder",
     "build_model",

@@ -19,7 +19,7 @@ class CodeConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != self.kernel_size or (self.padding, self.dilation, self.groups) != ((0, 0), (1, 1), 1):
             return super().forward(x)
-        return F.linear(x.flatten(1), self.weight.flatten(1))[:, :, None, None]
+        return F.linear(x.flatten(1), self.weight.flatten(1), self.bias)[:, :, None, None]
 
 
 class CodeConvTranspose2d(nn.ConvTranspose2d):
@@ -30,23 +30,37 @@ class CodeConvTranspose2d(nn.ConvTranspose2d):
         plain = (self.padding, self.output_padding, self.dilation, self.groups) == ((0, 0), (0, 0), (1, 1), 1)
         if z.shape[-2:] != (1, 1) or not plain or output_size is not None:
             return super().forward(z, output_size)
-        return (z.flatten(1) @ self.weight.flatten(1)).view(z.shape[0], self.out_channels, *self.kernel_size)
+        y = (z.flatten(1) @ self.weight.flatten(1)).view(z.shape[0], self.out_channels, *self.kernel_size)
+        return y if self.bias is None else y + self.bias[:, None, None]
 
 
-def down(c_in: int, c_out: int, slope: float, stride: int = 2, padding: int = 1) -> nn.Sequential:
+NORMS = ("batch", "group")
+
+
+def norm_layer(channels: int, norm: str = "batch") -> nn.Module:
+    """BatchNorm (the report's) or GroupNorm (statistics per image: no batch dependence, the same in training
+    and evaluation), 8 groups or fewer where the channels are few."""
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+
+
+def down(c_in: int, c_out: int, slope: float, stride: int = 2, padding: int = 1, norm: str = "batch") -> nn.Sequential:
     conv = CodeConv2d if (stride, padding) == (1, 0) else nn.Conv2d
     return nn.Sequential(
         conv(c_in, c_out, 4, stride, padding, bias=False),
-        nn.BatchNorm2d(c_out),
+        norm_layer(c_out, norm),
         nn.LeakyReLU(slope, inplace=slope >= 0),  # in place, a negative slope would break the backward pass
     )
 
 
-def up(c_in: int, c_out: int, stride: int = 2, padding: int = 1) -> nn.Sequential:
+def up(c_in: int, c_out: int, stride: int = 2, padding: int = 1, norm: str = "batch") -> nn.Sequential:
     conv = CodeConvTranspose2d if (stride, padding) == (1, 0) else nn.ConvTranspose2d
     return nn.Sequential(
         conv(c_in, c_out, 4, stride, padding, bias=False),
-        nn.BatchNorm2d(c_out),
+        norm_layer(c_out, norm),
         nn.ReLU(inplace=True),
     )
 

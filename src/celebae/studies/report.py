@@ -18,6 +18,7 @@ from ..data import load_split
 from ..quality.figures import plot_losses, save_labelled_grid
 from ..training.rundir import RunDir, SweepDir, finished_runs
 from ..use.trained import load
+from .budget import write_budget
 from .points import Point, group_points
 from .stats import METHOD
 from .verdicts import all_verdicts
@@ -154,6 +155,14 @@ def write_tables_and_figures(sweep_dir: str | Path, points: list[Point] | None =
     ]
 
 
+BUDGET_NOTE = (
+    "Validation PSNR (mean over the validation faces of 10·log10(4 / MSE) of the float reconstruction) after "
+    "each epoch, the mean over seeds (band: lowest to highest seed), against optimiser steps and against each "
+    "run's minutes of training and validation on its machine; PCA is fitted on the same training faces and "
+    "scored the same way."
+)
+
+
 def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
     """report.md in the sweep folder: what ran, the table, the figures, and each of the report's claims."""
     sweep_dir = Path(sweep_dir)
@@ -191,6 +200,10 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
         "",
         *[f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"],
     ]
+    if study.get("pca"):
+        budget_figures, lines = write_budget(points, sweep_dir)
+        text += ["", "## Against PCA with as many numbers", "", f"{BUDGET_NOTE}", "", *lines, ""]
+        text += [f"![{p.stem}]({p.name})" for p in budget_figures]
     if failed:
         text += ["", "## Failed points", "", *[f"- {p['name']}: {p['error']}" for p in failed]]
     path = Path(out) if out else folder.report_path

@@ -49,7 +49,7 @@ from .report import write_tables_and_figures
 log = logging.getLogger("celebae")
 
 MAX_SEEDS = 1000  # runs per point; a study of more is a typo
-STUDY_KEYS = {"name", "description", "settings", "grid", "points", "seeds"}
+STUDY_KEYS = {"name", "description", "settings", "grid", "points", "seeds", "pca"}
 
 
 @dataclass
@@ -60,6 +60,7 @@ class Study:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     points: list[dict[str, Any]] = field(default_factory=list)
     seeds: list[int] | None = None  # None: one run per point, in POINT itself, with the settings' seed
+    pca: bool = False  # the report draws validation PSNR against steps and minutes beside PCA (studies.budget)
 
 
 def parse_seeds(value: int | str | list[int] | None, where: str = "--seeds") -> list[int] | None:
@@ -120,6 +121,7 @@ def load_study(study: str | Path) -> Study:
         grid,
         raw.get("points", []),
         seeds,
+        bool(raw.get("pca", False)),
     )
 
 
@@ -246,7 +248,7 @@ def sweep(
     if dry_run:
         return [{"name": name(s), "status": _status(s), "settings": s.to_dict()} for s in points]
     out.mkdir(parents=True, exist_ok=True)
-    about = {"name": study.name, "description": study.description, "file": str(study_file), "overrides": overrides}
+    about = {"name": study.name, "description": study.description, "file": str(study_file), "pca": study.pca}
     _write_atomic(SweepDir(out).study_path, json.dumps({**about, "overrides": overrides or {}}, indent=1))
     gpus = torch.cuda.device_count()
     if parallel is None:
