@@ -12,6 +12,6 @@ main_site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['
 floor_site=$(.venv-floor/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 echo "import site; site.addsitedir('${main_site}')" > "${floor_site}/celebae-main-venv.pth"
 .venv-floor/bin/python -c "import torch, celebae; print(f'torch {torch.__version__} (the floor), celebae from {celebae.__file__}')"
-# the models, training and resume, and the API's inputs and exports: what differs between torch versions
+# the models and their exports, training and resume, and the API's inputs: what differs between torch versions
 .venv-floor/bin/python -m pytest -q -m "not slow and not cuda" -p no:cacheprovider tests/test_models.py \
-  tests/test_train.py tests/test_use.py -k "not ctrl_c and not real_sample and not baselines and not pca" "$@"
+  tests/test_train.py tests/test_faults.py -k "not ctrl_c and (not test_faults or every_input_kind)" "$@"

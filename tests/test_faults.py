@@ -492,14 +492,13 @@ def test_every_kill_window_at_an_epoch_end_resumes_to_the_same_record(tmp_path: 
     assert listed.returncode == 0, listed.stderr
     events = json.loads(listed.stdout.splitlines()[-1])
     first_epoch_row = events.index("rows:epoch")
-    windows = range(first_epoch_row - 2, events.index("weights:last.safetensors", first_epoch_row) + 1)
+    # (a kill between a save's state and its weights, and after a whole save, are tested in test_train.py)
+    windows = range(first_epoch_row - 1, events.index("weights:last.safetensors", first_epoch_row))
     assert [events[i] for i in windows] == [
-        "state:last.state.safetensors",  # the mid-epoch save at the epoch's last step ...
-        "weights:last.safetensors",
+        "weights:last.safetensors",  # the mid-epoch save at the epoch's last step ...
         "rows:epoch",  # ... the epoch's row ...
         "state:last.state.safetensors",  # ... and the epoch's own checkpoint
         "weights:best.safetensors",
-        "weights:last.safetensors",
     ]
     expected = _steady_rows(tmp_path / "reference")
     assert sum(r[0] == "epoch" for r in expected) == 2

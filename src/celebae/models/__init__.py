@@ -1,6 +1,6 @@
-"""The report's two convolutional autoencoders, layer by layer.
+"""The report's two convolutional autoencoders, layer by layer, and one beyond the report (``lincode``).
 
-Both map a 3×128×128 image in [-1, 1] to a 256-number code and back. The reading implemented here is
+The report's two map a 3×128×128 image in [-1, 1] to a 256-number code and back. The reading implemented here is
 ``docs/architecture.md`` (it matches the authors' 30,685,440 parameters at nf = 64); every convolution has
 kernel 4 and no bias, BatchNorm uses PyTorch's defaults. ``encode`` returns the code flattened to
 N×``code_size`` for both models, so codes from either can be used as feature vectors the same way.
