@@ -7,7 +7,7 @@
 (b) celebae: the split decoded once into the uint8 cache, held in memory, batches gathered by index
     and converted on the device; the default precision and layout for the machine, allocator tuned.
 
-For `conv` nf 16/32/64 and `pool` (nf 16) at batch 64 it prints images/s of both, the ratio, the
+For `conv` nf 16/32/64, `pool` (nf 16) and `lincode` (nf 16) at batch 64 it prints images/s of both, the ratio, the
 achieved FLOP/s and its fraction of a matmul peak measured on the spot; it also times preparation
 (JPEGs decoded into the cache per second) and the peak memory of one training step. ``--write``
 records the table in benchmarks/RESULTS.md with the machine it ran on.
@@ -51,7 +51,7 @@ from celebae.training.loop import train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "celeba-sample"
-CASES = [("conv", 16), ("conv", 32), ("conv", 64), ("pool", 16)]
+CASES = [("conv", 16), ("conv", 32), ("conv", 64), ("pool", 16), ("lincode", 16)]
 BATCH = 64
 
 
