@@ -569,6 +569,11 @@ def test_a_fifo_image_and_run_files_are_refused(trained: Path, tmp_path: Path, c
     os.mkfifo(run / "summary.json")
     with pytest.raises(CelebaeError, match="run summary .* is a FIFO"):
         celebae.RunDir(run).summary  # noqa: B018
+    (run / "summary.json").unlink()  # an unfinished run whose metrics log is a FIFO: resuming names it
+    (run / "metrics.csv").unlink()
+    os.mkfifo(run / "metrics.csv")
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--quiet"]) == 2
+    one_line_error(capsys, f"metrics file {run / 'metrics.csv'} is a FIFO")
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ import PIL
 from tqdm import tqdm
 
 from ..errors import CelebaeError
+from ..files import read_json, regular_file
 from .images import CROPS, SIZE, BadImage, load_image
 from .sources import Source
 from .synthetic import draw_face
@@ -198,10 +199,13 @@ def _read_cache(stem: Path, key: str) -> PreparedSplit | None:
     npy, manifest_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
     if not (manifest_path.exists() and npy.exists()):
         return None
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("key") != key:
+    try:
+        manifest = read_json(manifest_path, "cache manifest")
+    except CelebaeError:  # a damaged manifest: the split is prepared again, as if it were not there
         return None
-    return PreparedSplit(np.load(npy, mmap_mode="r"), manifest["files"], npy, manifest)
+    if manifest.get("key") != key or not isinstance(manifest.get("files"), list):
+        return None
+    return PreparedSplit(np.load(regular_file(npy, "cache"), mmap_mode="r"), manifest["files"], npy, manifest)
 
 
 def _decode(

@@ -359,7 +359,7 @@ class MetricsLog:
         rows = []
         if resume_at is not None and self.path.exists():
             step, epochs = resume_at
-            with open(self.path, newline="") as f:
+            with open(regular_file(self.path, "metrics file"), newline="") as f:
                 rows = [
                     r
                     for r in csv.DictReader(f)
