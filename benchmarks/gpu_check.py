@@ -80,8 +80,8 @@ class Sizes:
         self.faces = 256 if dry else 4096  # distinct images, tiled to an epoch
         self.nf_scale = 8 if dry else 1  # widths divided by this in a dry run
         self.seconds = 0.5 if dry else 8.0  # cap on each timing; longer epochs are extrapolated
-        full = [("conv", 16), ("conv", 64), ("conv", 128), ("pool", 16)]
-        self.throughput_cases = [("conv", 2), ("pool", 2)] if dry else full
+        full = [("conv", 16), ("conv", 64), ("conv", 128), ("pool", 16), ("lincode", 16), ("lincode", 64)]
+        self.throughput_cases = [("conv", 2), ("pool", 2), ("lincode", 2)] if dry else full
 
 
 def time_steps(settings: Settings, data: torch.Tensor, device: torch.device, sizes: Sizes) -> dict[str, float]:
