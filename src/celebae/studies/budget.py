@@ -61,7 +61,7 @@ def pca_lines(point: Point, code_sizes: list[int]) -> dict[int, float]:
     """PCA's mean validation PSNR with k components, for each code size k, fitted on the runs' training faces."""
     spec = point.runs[0].read_config().data_spec()
     train = load_split(spec, "train", progress=False).images
-    val = np.asarray(load_split(spec, "val", progress=False).images)
+    val = np.array(load_split(spec, "val", progress=False).images)  # a private, writable copy
     mean, basis = fit_pca(train, max(code_sizes))
     coeffs = project(val, mean, basis)
     x = torch.from_numpy(val).float().div(127.5).sub(1).reshape(len(val), -1)

@@ -17,6 +17,7 @@ import numpy as np
 from ..data import load_split
 from ..quality.figures import plot_losses, save_labelled_grid
 from ..training.rundir import RunDir, SweepDir, finished_runs
+from ..training.settings import data_name
 from ..use.trained import load
 from .budget import write_budget
 from .points import Point, group_points
@@ -176,7 +177,7 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
     text = [
         f"# {study.get('name', sweep_dir.name)}: {study.get('description', '')}".rstrip(": "),
         "",
-        f"{sum(len(p.runs) for p in points)} runs of {len(points)} points on `{s0['data']}` "
+        f"{sum(len(p.runs) for p in points)} runs of {len(points)} points on `{data_name(s0['data'])}` "
         f"({s0['splits']['train']:,} training, {s0['splits']['val']:,} validation, {s0['splits']['test']:,} test "
         f"images), on {s0['device']} with {s0['precision']}; {'/'.join(map(str, seeds))} seed(s) per point. "
         "The report trained on all of CelebA (162,770 training images): at a smaller scale the same "
