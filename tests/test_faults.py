@@ -729,7 +729,7 @@ def test_the_help_lists_every_choice() -> None:
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()  # noqa: SLF001
     for choices in ("{mse,l1,ssim}", "{auto,fp32,bf16}", "{constant,cosine,step,plateau}", "{none,flip,flip-shift}"):
         assert choices in text, choices
-    assert "{resize-crop,crop-resize}" in text and "{conv,pool}" in text
+    assert "{resize-crop,crop-resize}" in text and "{" + ",".join(celebae.MODELS) + "}" in text
 
 
 def _events(tb: Path) -> dict[str, list[tuple[int, float]]]:

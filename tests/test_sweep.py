@@ -207,6 +207,7 @@ def test_the_report_s_studies_ship_in_the_wheel(tmp_path: Path) -> None:
     assert str(venv) in where.stdout, where.stdout + where.stderr
     listed = subprocess.run([python, "-m", "celebae", "sweep", "--list"], capture_output=True, text=True, cwd=tmp_path)
     assert [line.split(":")[0] for line in listed.stdout.splitlines()] == [
+        "budget",
         "code_size",
         "exp1",
         "exp2",

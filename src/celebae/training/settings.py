@@ -166,7 +166,7 @@ class Settings:
     log_every: int = _f(10, "steps between writes of metrics (every step's loss is written)")
     checkpoint_minutes: float = _f(10.0, "also save mid-epoch this often (epochs always end with a save)")
     grid_images: int = _f(8, "test images in reconstructions.png")
-    out: str | None = _f(None, "run directory; default runs/<model>-nf<nf>-bs<batch>")
+    out: str | None = _f(None, "run directory; default runs/<model>-bs<batch>-nf<nf>")
 
     def __post_init__(self) -> None:
         self.validate()
