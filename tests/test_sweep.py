@@ -227,4 +227,4 @@ def test_the_report_s_studies_ship_in_the_wheel(tmp_path: Path) -> None:
                          cwd=tmp_path)  # fmt: skip
     assert own.returncode == 0 and len(own.stdout.splitlines()) == 2, own.stderr
     missing = subprocess.run([python, "-m", "celebae", "sweep", "exp9"], capture_output=True, text=True, cwd=tmp_path)
-    assert missing.returncode == 2 and "neither a file nor a built-in study (code_size, exp1" in missing.stderr
+    assert missing.returncode == 2 and "neither a file nor a built-in study (budget, code_size, exp1" in missing.stderr
