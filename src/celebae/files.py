@@ -48,6 +48,14 @@ def read_json(path: str | Path, what: str = "file", kind: type = dict) -> Any:
     return value
 
 
+def read_json_if_any(path: str | Path, what: str = "file", absent: Any = None) -> Any:
+    """``read_json``, or ``absent`` where the file does not exist (a record not written yet)."""
+    try:
+        return read_json(path, what)
+    except FileNotFoundError:
+        return absent
+
+
 def parse_json(text: str | bytes, what: str, kind: type = dict) -> Any:
     """JSON text (a checkpoint's metadata field) as a ``kind``, or a one-line error naming ``what``."""
     try:

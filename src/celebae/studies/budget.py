@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_split
+from ..data import load_split, to_unit_range
 from ..evaluation.baselines import fit_pca, project
 from ..quality.figures import plot_losses
 from .points import Point
@@ -48,10 +48,10 @@ def curve(point: Point) -> Curve | None:
     """The point's curve over the epochs every seed has recorded (None where a run has no per-epoch errors)."""
     runs = point.runs
     epochs = min(len(r.epochs) for r in runs)
-    rows = [[r.val_errors(e) for e in range(1, epochs + 1)] for r in runs]
-    if not epochs or any(row is None for run in rows for row in run):
+    errors = [r.val_error_rows() for r in runs]  # each run's file read once
+    if not epochs or any(e is None or len(e) < epochs or not np.isfinite(e[:epochs]).all() for e in errors):
         return None
-    psnr = np.array([[psnr_of_mse(row).mean() for row in run] for run in rows])
+    psnr = np.array([psnr_of_mse(e[:epochs]).mean(1) for e in errors])
     first = runs[0].epochs[:epochs]
     minutes = np.mean([[row["wall_s"] / 60 for row in r.epochs[:epochs]] for r in runs], axis=0)
     return Curve(point.label, point.summary["code_size"], np.array([row["step"] for row in first]), minutes, psnr)
@@ -64,7 +64,7 @@ def pca_lines(point: Point, code_sizes: list[int]) -> dict[int, float]:
     val = np.array(load_split(spec, "val", progress=False).images)  # a private, writable copy
     mean, basis = fit_pca(train, max(code_sizes))
     coeffs = project(val, mean, basis)
-    x = torch.from_numpy(val).float().div(127.5).sub(1).reshape(len(val), -1)
+    x = to_unit_range(torch.from_numpy(val)).reshape(len(val), -1)
     lines = {}
     for k in code_sizes:
         decoded = (coeffs[:, :k] @ basis[:k] + mean).clamp(-1, 1)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CelebaeError
-from ..files import read_json, regular_file
+from ..files import read_json_if_any, regular_file
 from .settings import Settings, load_settings
 
 METRIC_FIELDS = [
@@ -194,20 +194,21 @@ class RunDir:
 
     def evaluation(self, split: str = "test") -> dict[str, Any] | None:
         """What ``celebae evaluate`` recorded for ``split`` (None where it has not run)."""
-        try:
-            return read_json(self.eval_path(split), "evaluation record")
-        except FileNotFoundError:
-            return None
+        return read_json_if_any(self.eval_path(split), "evaluation record")
 
     def test_errors(self) -> np.ndarray | None:
         return _load_npy(self.test_errors_path)
 
     def val_errors(self, epoch: int) -> np.ndarray | None:
         """Per-image validation MSE after ``epoch`` (1-based), where recorded."""
-        rows = _load_npy(self.val_errors_path)
+        rows = self.val_error_rows()
         if rows is None:
             return None
         return rows[epoch - 1] if 0 < epoch <= len(rows) and np.isfinite(rows[epoch - 1]).all() else None
+
+    def val_error_rows(self) -> np.ndarray | None:
+        """Per-image validation MSE, a row per epoch (NaN where an epoch was not recorded); None without the file."""
+        return _load_npy(self.val_errors_path)
 
     def mark_failed(self, error: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -224,10 +225,7 @@ class RunDir:
 
     @cached_property
     def summary(self) -> dict[str, Any] | None:
-        try:
-            return read_json(self.summary_path, "run summary")
-        except FileNotFoundError:
-            return None
+        return read_json_if_any(self.summary_path, "run summary")
 
     @cached_property
     def metrics(self) -> list[dict[str, Any]]:
@@ -317,17 +315,11 @@ class SweepDir:
         return self.path / "report.md"
 
     def study(self) -> dict[str, Any]:
-        try:
-            return read_json(self.study_path, "study record")
-        except FileNotFoundError:
-            return {}
+        return read_json_if_any(self.study_path, "study record", {})
 
     def record(self) -> dict[str, Any]:
         """``sweep.json`` (empty where no pass has finished)."""
-        try:
-            return read_json(self.record_path, "sweep record")
-        except FileNotFoundError:
-            return {}
+        return read_json_if_any(self.record_path, "sweep record", {})
 
 
 def finished_runs(sweep_dir: str | Path) -> dict[str, RunDir]:
