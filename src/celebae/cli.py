@@ -11,6 +11,7 @@ import errno
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 from .errors import CelebaeError
 from .quality.figures import MAX_GRID_IMAGES
 from .training.settings import Settings, load_settings, parse_value
+from .use.anomaly import SCORES
 
 log = logging.getLogger("celebae")
 MAX_EXPLORE = 200_000  # faces the explorer holds codes of (all of CelebA's 202,599 is the most there is)
@@ -113,6 +115,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.scoring import evaluate, format_table
 
+    if args.anomalies:
+        from .evaluation.ood import measure_ood
+        from .use.trained import load
+
+        out = Path(args.out or Path(args.run) / "anomaly-eval")
+        measure_ood(load(args.run, args.checkpoint, args.device), out, args.data, args.limit, args.fpr)
+        print((out / "ood.md").read_text())
+        print(f"→ {out / 'ood.csv'}, {out / 'ood.md'}")
+        return 0
     baselines = tuple(b for b in (args.baselines or "").split(",") if b)
     result = evaluate(
         args.run,
@@ -220,12 +231,53 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_anomalies(args: argparse.Namespace) -> int:
+    from .use.anomaly import AnomalyDetector, calibrate, flag
     from .use.latent import anomalies
 
-    ranking = anomalies(*_split_images(args), args.out, args.top)
+    trained, images = _split_images(args)
+    ranking = anomalies(trained, images, args.out, args.top)
     for r in ranking[: args.top]:
         print(f"{r['rank']:>4}  MSE {r['mse']:.5f}  PSNR {r['psnr']:6.2f}  {r['file']}")
-    print(f"→ {Path(args.out) / 'ranking.csv'}, {Path(args.out) / 'anomalies.png'}")
+    written = [Path(args.out) / "ranking.csv", Path(args.out) / "anomalies.png"]
+    if args.fpr is not None:
+        detector = calibrate(trained, args.fpr, args.score or "combined", args.data, args.fit_limit)
+        print(f"threshold of {detector.score} at a false-positive rate of {args.fpr:g} on "
+              f"{detector.record['calibration_images']:,} validation images: {detector.thresholds[detector.score]:.4g}"
+              f" → {trained.path / 'detector.safetensors'}")  # fmt: skip
+    elif (trained.path / "detector.safetensors").exists():
+        detector = AnomalyDetector.load(trained, args.score)
+    else:
+        print(f"→ {', '.join(map(str, written))} (--fpr 0.01 adds a threshold, p-values and flags)")
+        return 0
+    path, flagged = flag(detector, images, args.out)
+    written.append(path)
+    print(
+        f"{flagged:,} of {len(images.files):,} images flagged by {detector.score} (threshold "
+        f"{detector.thresholds[detector.score]:.4g}, false-positive rate {detector.fpr:g} on the validation faces)"
+    )
+    print(f"→ {', '.join(map(str, written))}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .evaluation.probe import probe
+    from .use.trained import load
+
+    result = probe(load(args.run, device=args.device), args.out, args.data, args.split, args.folds, args.seed)
+    print((Path(args.out) / "probe.md").read_text())
+    print(f"→ {Path(args.out) / 'probe.csv'}, {Path(args.out) / 'probe.png'}  ({len(result['rows']):,} rows)")
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from .use.edits import edit
+    from .use.trained import load
+
+    path, counts = edit(load(args.run, device=args.device), args.image, args.attribute, args.amounts, args.out,
+                        args.data, args.split)  # fmt: skip
+    print(f"{args.attribute}: the mean code of {counts['with']:,} labelled faces with it minus that of "
+          f"{counts['without']:,} without ({counts['unlabelled']:,} faces of the split carry no labels)")  # fmt: skip
+    print(f"→ {path}")
     return 0
 
 
@@ -248,9 +300,22 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .use.edits import run_attributes
     from .use.latent import code_map
 
-    print(code_map(*_split_images(args), args.out))
+    trained, images = _split_images(args)
+    colour, label = None, "reconstruction MSE"
+    if args.attribute:
+        attributes = run_attributes(trained, args.data)
+        column, (index, labels) = attributes.column(args.attribute), attributes.of(images.files)
+        if not len(index):
+            raise CelebaeError(f"no image of {images.name} carries labels in {attributes.source}; choose --split")
+        colour, label = np.full(len(images.files), np.nan), args.attribute
+        colour[index] = labels[:, column]
+    path, trust = code_map(trained, images, args.out, args.method, colour, label)
+    print(f"trustworthiness {trust:.3f} (5 neighbours; 1: the map keeps every neighbourhood)\n→ {path}")
     return 0
 
 
@@ -301,6 +366,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---- the parser, as data ---------------------------------------------------------------------------------------
+
+
+def rate(text: str) -> float:
+    """An argparse type: a rate strictly between 0 and 1 (a false-positive rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {value:g}")
+    return value
+
+
+def amounts(text: str) -> list[float]:
+    """An argparse type: comma-separated finite numbers (-2,-1,0,1,2)."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers separated by commas, got {text!r}")
+    return values
 
 
 def at_least(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -392,6 +479,13 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         arg("--data", help="score on this data instead of the run's own"),
         arg("--baselines", help="comma-separated: pca,jpeg (codes no larger than the model's)"),
         arg("--per-image", help="write the model's per-image MSE/PSNR/SSIM to this CSV"),
+        arg("--anomalies", action="store_true",
+            help="instead: how well the run's anomaly scores, and PCA's, tell the test faces from out-of-distribution "
+                 "sets (AUROC, AP, 95%% intervals; celebae[apps])"),
+        arg("--limit", type=at_least(20, 100_000), default=200, help="--anomalies: images per set (default 200)"),
+        arg("--fpr", type=rate, default=0.05, help="--anomalies: the validation false-positive rate of the "
+            "threshold whose flags are counted (default 0.05)"),
+        arg("--out", help="--anomalies: folder for ood.csv and ood.md (default RUN/anomaly-eval)"),
         DEVICE,
     ]),
     "reconstruct": (cmd_reconstruct, "Reconstruct image files: a grid, inputs above, outputs below.", [
@@ -434,8 +528,33 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         *latent_args("codes file (.npy); the names go beside it as .csv"),
     ]),
     "anomalies": (cmd_anomalies, "Rank images by reconstruction error; grid of the extremes.", [
-        *latent_args("folder for ranking.csv and anomalies.png"),
+        *latent_args("folder for ranking.csv and anomalies.png (and scores.csv, with a detector)"),
         arg("--top", type=at_least(1, MAX_GRID_IMAGES), default=8, help="images shown at each end"),
+        arg("--fpr", type=rate, help="fit a detector on the training split, threshold it at this false-positive "
+            "rate on the validation split, save it with the run, and flag the images (celebae[apps])"),
+        arg("--score", choices=SCORES, help="the score that flags (default: combined, or the saved detector's)"),
+        arg("--fit-limit", type=at_least(10), help="--fpr: only the first N images of each split fit and calibrate"),
+    ]),
+    "probe": (cmd_probe, "Linear probes from a run's codes to CelebA's attributes, beside PCA, pixels and chance.", [
+        RUN,
+        arg("--out", required=True, help="folder for probe.csv, probe.md and probe.png"),
+        arg("--data", help="a CelebA folder with list_attr_celeba.txt or .csv (default: the run's data)"),
+        arg("--split", default="train", choices=("train", "val", "test"),
+            help="the split to cross-validate on when the training and test splits are not both labelled"),
+        arg("--folds", type=at_least(2, 20), default=5),
+        arg("--seed", type=at_least(0), default=0),
+        DEVICE,
+    ]),
+    "edit": (cmd_edit, "Move a face's code along an attribute's direction (mean code with it − without); a strip.", [
+        RUN,
+        arg("image", help="the face to edit"),
+        arg("--attribute", required=True, help="a CelebA attribute name (Smiling, Eyeglasses, …)"),
+        arg("--amounts", type=amounts, default="-2,-1,0,1,2", help="multiples of the direction (default -2,-1,0,1,2)"),
+        arg("--out", default="edit.png", help="strip PNG to write"),
+        arg("--data", help="the labelled CelebA folder (default: the run's data)"),
+        arg("--split", default="train", choices=("train", "val", "test"),
+            help="whose labelled faces make the direction"),
+        DEVICE,
     ]),
     "neighbours": (cmd_neighbours, "Nearest images to a query in code space, as a grid.", [
         *latent_args("grid PNG"),
@@ -443,7 +562,12 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         arg("--k", type=at_least(1, MAX_GRID_IMAGES), default=8, help="neighbours to show"),
         arg("--metric", choices=("cosine", "euclidean"), default="cosine"),
     ]),
-    "map": (cmd_map, "A 2-D PCA map of a split's codes, coloured by reconstruction error.", [*latent_args("PNG")]),
+    "map": (cmd_map, "A 2-D map of a split's codes (PCA or t-SNE), its trustworthiness, coloured by error or an "
+            "attribute.", [
+        *latent_args("PNG"),
+        arg("--method", choices=("pca", "tsne"), default="pca"),
+        arg("--attribute", help="colour by this CelebA attribute (labelled images only)"),
+    ]),
     "interpolate": (cmd_interpolate, "Decode straight-line mixes of two images' codes into a strip.", [
         RUN,
         arg("a", help="first image"),

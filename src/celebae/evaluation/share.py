@@ -22,9 +22,10 @@ from typing import Any
 from ..errors import CelebaeError
 from ..models import count_parameters, model_spec
 from ..training.checkpoint import read_metadata, save_weights
-from ..training.rundir import RunDir
+from ..training.rundir import DETECTOR, RunDir
 from ..training.settings import data_name
 from ..use import hub
+from ..use.anomaly import AnomalyDetector
 from ..use.export import check_onnx, export
 from ..use.trained import TrainedRun, load
 from .rd import markdown_table
@@ -75,6 +76,8 @@ def _write_folder(trained: TrainedRun, out: Path, evaluation: dict[str, Any] | N
     ]:
         if src.exists():
             shutil.copyfile(src, dst)
+    if (trained.path / DETECTOR).exists():
+        shutil.copyfile(trained.path / DETECTOR, out / DETECTOR)  # the threshold travels with the model
     if source.summary is not None:
         summary = {**source.summary, "data": data_name(source.summary.get("data", settings.data))}
         dest.summary_path.write_text(json.dumps(summary, indent=1) + "\n")
@@ -241,7 +244,16 @@ def _card_values(trained: TrainedRun, evaluation: dict[str, Any] | None, onnx: b
         "test_mse": summary.get("test_mse"),
         "test_psnr": summary.get("test_psnr"),
         "celeba": _is_celeba(s.data),
+        "detector": _detector(trained),
     }
+
+
+def _detector(trained: TrainedRun) -> dict[str, Any] | None:
+    """What the card says of the run's anomaly detector, where it has one."""
+    if not (trained.path / DETECTOR).exists():
+        return None
+    detector = AnomalyDetector.load(trained)
+    return {**detector.record, "score": detector.score, "threshold": detector.thresholds[detector.score]}
 
 
 def _recipe(s: Any, summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -332,6 +344,14 @@ On {{ eval_images }} test images, the model's code against PCA and JPEG at the s
 Test MSE {{ "%.5f"|format(test_mse) if test_mse is not none else "–" }}, PSNR
 {{ "%.2f"|format(test_psnr) if test_psnr is not none else "–" }} dB (the final model, from training). No comparison
 with baselines was recorded: run `celebae evaluate RUN --baselines pca,jpeg` before exporting.
+{% endif %}{% if detector %}
+## Anomaly detection
+
+`detector.safetensors` flags unusual images without the data: `AnomalyDetector.load(celebae.load(DIR))`
+then `.predict(images)` gives each image's score, p-value and flag. Score: **{{ detector.score }}**;
+threshold **{{ "%.4g"|format(detector.threshold) }}**, the {{ "%g"|format(100 * (1 - detector.fpr)) }}th
+percentile of its scores on {{ detector.calibration_images }} validation images (false-positive rate
+{{ detector.fpr }} on faces like them); fitted on {{ detector.fit_images }} training images.
 {% endif %}
 ## Limitations
 {% if celeba %}

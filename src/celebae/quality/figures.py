@@ -134,14 +134,21 @@ def plot_losses(
     return _save(fig, path)
 
 
-def plot_code_map(xy: np.ndarray, errors: np.ndarray, explained: Sequence[float], title: str, path: str | Path) -> Path:
-    """Codes projected to 2-D, each point coloured by its reconstruction error."""
+def plot_code_map(
+    xy: np.ndarray, colour: np.ndarray, axes: Sequence[str], colour_label: str, title: str, path: str | Path
+) -> Path:
+    """Codes placed in 2-D, each point coloured by ``colour`` (a reconstruction error, or 0/1 for an attribute)."""
     fig, ax = _axes((6, 5))
-    points = ax.scatter(xy[:, 0], xy[:, 1], c=errors, cmap="viridis", s=8)
-    fig.colorbar(points, ax=ax, label="reconstruction MSE")
-    ax.set_xlabel(f"code PC 1 ({explained[0]:.0%} of variance)")
-    ax.set_ylabel(f"code PC 2 ({explained[1]:.0%} of variance)")
-    ax.set_title(title)
+    binary = set(np.unique(colour)) <= {0, 1}
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=colour, cmap="coolwarm" if binary else "viridis", s=8)
+    if binary:
+        handles = points.legend_elements()[0]
+        ax.legend(handles, [f"not {colour_label}", colour_label][-len(handles) :], fontsize=7)
+    else:
+        fig.colorbar(points, ax=ax, label=colour_label)
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title(title, fontsize=9)
     return _save(fig, path)
 
 
@@ -166,4 +173,24 @@ def plot_rate_distortion(
     axes[1].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_probe(rows: list[dict], methods: list[str], path: str | Path) -> Path:
+    """AUROC per attribute (rows) and method (bars), with the 95 % intervals."""
+    attributes = list(dict.fromkeys(r["attribute"] for r in rows))
+    cell = {(r["attribute"], r["method"]): r for r in rows}
+    fig, ax = _axes((7, 0.28 * len(attributes) + 1.5))
+    height = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        y = np.arange(len(attributes)) + i * height
+        vals = np.array([[cell[a, method][k] for k in ("auroc", "auroc_lo", "auroc_hi")] for a in attributes])
+        ax.barh(y, vals[:, 0], height, xerr=[vals[:, 0] - vals[:, 1], vals[:, 2] - vals[:, 0]], label=method,
+                error_kw={"linewidth": 0.6})  # fmt: skip
+    ax.set_yticks(np.arange(len(attributes)) + 0.4 - height / 2, attributes, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0.3, 1)
+    ax.axvline(0.5, color="grey", linewidth=0.8)
+    ax.set_xlabel("AUROC of a linear probe (95 % interval over faces)")
+    ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path)

@@ -145,6 +145,19 @@ def _load_checked(
     return tensors, header.meta
 
 
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, Any]) -> None:
+    """Any named tensors and a JSON-able record into one atomic, checksummed safetensors file."""
+    _atomic_save(tensors, path, {"format": FORMAT, "record": json.dumps(meta)})
+
+
+def load_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, record) of a file ``save_tensors`` wrote, its checksum checked."""
+    tensors, meta = _load_checked(path, what)
+    if meta.get("format") != FORMAT:
+        raise CelebaeError(f"{what} {path} is not a celebae file (format {meta.get('format')!r})")
+    return tensors, parse_json(meta.get("record", ""), f"the record stored in {path}")
+
+
 def save_weights(model: torch.nn.Module, path: Path, settings: dict[str, Any], position: dict[str, Any]) -> None:
     meta = {"format": FORMAT, "settings": json.dumps(settings), "position": json.dumps(position)}
     _atomic_save(model.state_dict(), path, meta)

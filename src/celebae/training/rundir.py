@@ -11,6 +11,7 @@
     RUN/reconstructions.png      fixed test images (above) and their reconstructions (below)
     RUN/loss.png                 training and validation loss curves
     RUN/eval-<split>.json        written by ``celebae evaluate``
+    RUN/detector.safetensors     an anomaly detector's statistics and threshold (``celebae anomalies --fpr``)
     RUN/test_errors.npy          per-image test MSE of the final model, in the test split's order
     RUN/val_errors.npy           per-image validation MSE after each epoch (epochs × images; one process only)
     RUN/.lock, RUN/.lock.json    the writer's lock (``claim.RunLock``) and who holds it
@@ -36,6 +37,7 @@ from ..errors import CelebaeError
 from ..files import read_json_if_any, regular_file
 from .settings import Settings, load_settings
 
+DETECTOR = "detector.safetensors"  # also in a model folder: the threshold travels with the model
 METRIC_FIELDS = [
     "kind",
     "epoch",

@@ -140,6 +140,21 @@ def _walk_tab(ex: Explorer) -> None:
         s.release(_guard(ex.walk, ex), sliders, face, api_visibility="private")
 
 
+def _attributes_tab(ex: Explorer) -> None:
+    gr.Markdown("A face's code moved along an attribute's direction: the mean code of labelled training faces "
+                "with the attribute minus that of those without (DFC-VAE's recipe).")  # fmt: skip
+    with gr.Row():
+        image = _face_input("face")
+        name = gr.Dropdown(ex.attributes.names, value="Smiling", label="attribute")
+        amount = gr.Slider(-3, 3, value=1, step=0.25, label="amount (multiples of the direction)")
+    go = gr.Button("Edit", variant="primary")
+    with gr.Row():
+        edited = gr.Image(label="edited", format="png")
+        strip = gr.Image(label="−2, −1, 0, +1, +2", format="png")
+    how = gr.Markdown()
+    go.click(_guard(ex.edit, ex), [image, name, amount], [edited, strip, how], api_name="edit")
+
+
 TABS = {
     "Reconstruct": _reconstruct_tab,
     "Compare": _compare_tab,
@@ -162,6 +177,9 @@ def build_app(ex: Explorer) -> gr.Blocks:
         for title, tab in TABS.items():
             with gr.Tab(title):
                 tab(ex)
+        if ex.attributes is not None:
+            with gr.Tab("Attributes"):
+                _attributes_tab(ex)
     return app
 
 

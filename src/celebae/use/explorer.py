@@ -7,6 +7,7 @@
     Neighbours    the k nearest faces of the split in code space
     Anomalies     the split's least and most typical faces by reconstruction error
     Walk          sliders along the first principal directions of the split's codes
+    Attributes    a face moved along an attribute's direction (where the data has CelebA's attribute labels)
 
 ``Explorer`` holds the state and does the work (each action is a method, testable without a browser);
 ``build_app`` lays it out as ``gr.Blocks``; ``explore`` launches it. Codes, errors and principal directions
@@ -28,16 +29,20 @@ import torch
 from PIL import Image
 
 from ..data import to_uint8
+from ..data.attributes import Attributes
 from ..data.images import MAX_PIXELS
 from ..errors import CelebaeError
 from ..quality.figures import image_grid
 from ..quality.metrics import psnr_uint8, ssim_uint8
+from .edits import attribute_direction, run_attributes
 from .latent import check_count, code_distances, code_mixes, rank_by_error, reconstruction_errors, split_images
 from .trained import TrainedRun, load
 
 WALK_DIRECTIONS = 6
 MAX_COMPARE = 12  # faces in one comparison
 KEEP_PICTURES = 512  # answers kept on disk for the page to fetch; older ones are removed
+DIRECTION_FACES = 20_000  # training faces (the labelled among them) that make an attribute's direction
+EDIT_STRIP = (-2.0, -1.0, 0.0, 1.0, 2.0)
 
 
 def hwc(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -70,6 +75,9 @@ class Explorer:
         _, sdev, vt = np.linalg.svd(self.codes - self.mean, full_matrices=False)
         self.directions = vt[:WALK_DIRECTIONS]
         self.spread = sdev[:WALK_DIRECTIONS] / np.sqrt(max(1, len(self.codes) - 1))  # sd along each direction
+        self.data = data
+        self.attributes = _attributes(self.runs[0], data)  # the Attributes tab, where the data has labels
+        self._directions: dict[str, tuple[torch.Tensor, dict[str, int]]] = {}  # made on first use
         self.setup_seconds = time.perf_counter() - started
         self.out = Path(tempfile.mkdtemp(prefix="celebae-explore-"))
         self.uploads = self.out / "gradio"  # Gradio's uploads and its copies of the answers
@@ -170,11 +178,34 @@ class Explorer:
 
         return gallery(order[::-1][:n]), gallery(order[:n])
 
+    def edit(self, image: Any, attribute: str, amount: float) -> tuple[np.ndarray, np.ndarray, str]:
+        """(the face moved ``amount`` along ``attribute``'s direction, the strip from −2 to +2, how the direction
+        was made) for the first run; directions from up to ``DIRECTION_FACES`` training faces, made once."""
+        if self.attributes is None:
+            raise CelebaeError("this data has no attribute labels (list_attr_celeba.txt beside it)")
+        run = self.runs[0]
+        if attribute not in self._directions:
+            found = attribute_direction(run, self.attributes, attribute, self.data, limit=DIRECTION_FACES)
+            self._directions[attribute] = found
+        direction, counts = self._directions[attribute]
+        z = run.encode_tensor(self._image(image, run)).cpu()[:1]
+        amounts = [float(amount), *EDIT_STRIP]
+        faces = to_uint8(run.decode_batches(torch.cat([z + t * direction for t in amounts])))
+        how = f"mean code of {counts['with']:,} training faces with {attribute} − of {counts['without']:,} without"
+        return hwc(faces[0]), grid([faces[1:].numpy()]), how
+
     def walk(self, *steps: float) -> np.ndarray:
         """The face decoded at the split's mean code moved ``steps[i]`` standard deviations along direction i."""
         offsets = np.asarray(steps, np.float32)[: len(self.directions)]
         z = self.mean + (offsets * self.spread[: len(offsets)]) @ self.directions[: len(offsets)]
         return hwc(to_uint8(self.runs[0].decode(torch.from_numpy(z[None].astype(np.float32))))[0].cpu())
+
+
+def _attributes(run: TrainedRun, data: str | None) -> Attributes | None:
+    try:
+        return run_attributes(run, data)
+    except CelebaeError:
+        return None
 
 
 def _heat(error: np.ndarray) -> np.ndarray:

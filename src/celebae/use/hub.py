@@ -6,6 +6,7 @@
     DIR/README.md            the model card (``huggingface_hub.ModelCard``: YAML header, then sections)
     DIR/summary.json, metrics.csv, eval-test.json, reconstructions.png, loss.png   the run's record, as the
                              run directory names them (``celebae.load(DIR).summary`` reads them the same way)
+    DIR/detector.safetensors an anomaly detector's statistics and threshold, where the run has one
     DIR/encoder.onnx, decoder.onnx, export.json                                    with ``--with-onnx``
 
 The first three are what ``PyTorchModelHubMixin.save_pretrained`` writes, so the Hub and its tools read

@@ -168,18 +168,44 @@ def neighbours(
     return [(images.files[i], float(dist[i])) for i in order]
 
 
-def code_map(trained: TrainedRun, images: Images, out: str | Path) -> Path:
-    """The codes of ``images`` projected to 2-D by PCA, each point coloured by its reconstruction error."""
-    if len(images.files) < 2:
-        raise CelebaeError(f"a map needs at least 2 images; {images.name} has {len(images.files)}")
+MAP_METHODS = ("pca", "tsne")
+TRUST_NEIGHBOURS = 5  # scikit-learn's default for trustworthiness
+
+
+def code_map(
+    trained: TrainedRun,
+    images: Images,
+    out: str | Path,
+    method: str = "pca",
+    colour: np.ndarray | None = None,
+    colour_label: str = "reconstruction MSE",
+) -> tuple[Path, float]:
+    """The codes of ``images`` placed in 2-D by PCA or t-SNE (scikit-learn), each point coloured by its
+    reconstruction error or by ``colour`` (one value per image: an attribute's 0/1 labels, NaN where unlabelled,
+    drawn only where labelled). Returns the picture and the map's trustworthiness (scikit-learn's, 5
+    neighbours: 1 when every point's nearest neighbours on the map are near in code space too)."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE, trustworthiness
+
+    if method not in MAP_METHODS:
+        raise CelebaeError(f"method must be pca or tsne, got {method!r}")
+    if len(images.files) <= 2 * TRUST_NEIGHBOURS:
+        raise CelebaeError(
+            f"a map needs more than {2 * TRUST_NEIGHBOURS} images; {images.name} has {len(images.files)}"
+        )
     codes, mse, _ = reconstruction_errors(trained, images.pixels)
-    centred = torch.from_numpy(codes).double()
-    centred -= centred.mean(0)
-    _, s, v = torch.linalg.svd(centred, full_matrices=False)
-    xy = (centred @ v[:2].T).numpy()
-    explained = (s[:2] ** 2 / (s**2).sum()).tolist()
-    title = f"{trained.settings.label}: {len(codes):,} codes of {images.name}"
-    return plot_code_map(xy, mse, explained, title, out)
+    keep = np.isfinite(colour) if colour is not None else np.ones(len(codes), bool)
+    codes, values = codes[keep], (colour[keep] if colour is not None else mse)
+    if method == "pca":
+        pca = PCA(2).fit(codes)
+        xy = pca.transform(codes)
+        axes = [f"code PC {i + 1} ({v:.0%} of variance)" for i, v in enumerate(pca.explained_variance_ratio_)]
+    else:
+        xy = TSNE(2, perplexity=min(30.0, (len(codes) - 1) / 3), init="pca", random_state=0).fit_transform(codes)
+        axes = ["t-SNE 1", "t-SNE 2"]
+    trust = float(trustworthiness(codes, xy, n_neighbors=TRUST_NEIGHBOURS))
+    title = f"{trained.settings.label}: {len(codes):,} codes of {images.name}\n{method}, trustworthiness {trust:.3f}"
+    return plot_code_map(xy, values, axes, colour_label, title, out), trust
 
 
 def check_count(name: str, value: int, low: int, high: int = MAX_GRID_IMAGES) -> None:
