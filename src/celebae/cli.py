@@ -231,6 +231,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_anomalies(args: argparse.Namespace) -> int:
+    from .training.rundir import DETECTOR
     from .use.anomaly import AnomalyDetector, calibrate, flag
     from .use.latent import anomalies
 
@@ -243,8 +244,8 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
         detector = calibrate(trained, args.fpr, args.score or "combined", args.data, args.fit_limit)
         print(f"threshold of {detector.score} at a false-positive rate of {args.fpr:g} on "
               f"{detector.record['calibration_images']:,} validation images: {detector.thresholds[detector.score]:.4g}"
-              f" → {trained.path / 'detector.safetensors'}")  # fmt: skip
-    elif (trained.path / "detector.safetensors").exists():
+              f" → {trained.path / DETECTOR}")  # fmt: skip
+    elif (trained.path / DETECTOR).exists():
         detector = AnomalyDetector.load(trained, args.score)
     else:
         print(f"→ {', '.join(map(str, written))} (--fpr 0.01 adds a threshold, p-values and flags)")
@@ -263,7 +264,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from .evaluation.probe import probe
     from .use.trained import load
 
-    result = probe(load(args.run, device=args.device), args.out, args.data, args.split, args.folds, args.seed)
+    names = [n.strip() for n in args.attributes.split(",") if n.strip()] if args.attributes else None
+    result = probe(load(args.run, device=args.device), args.out, args.data, args.split, args.folds, args.seed, names)
     print((Path(args.out) / "probe.md").read_text())
     print(f"→ {Path(args.out) / 'probe.csv'}, {Path(args.out) / 'probe.png'}  ({len(result['rows']):,} rows)")
     return 0
@@ -542,6 +544,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         arg("--split", default="train", choices=("train", "val", "test"),
             help="the split to cross-validate on when the training and test splits are not both labelled"),
         arg("--folds", type=at_least(2, 20), default=5),
+        arg("--attributes", help="comma-separated attribute names (default: all 40)"),
         arg("--seed", type=at_least(0), default=0),
         DEVICE,
     ]),
@@ -549,7 +552,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         RUN,
         arg("image", help="the face to edit"),
         arg("--attribute", required=True, help="a CelebA attribute name (Smiling, Eyeglasses, …)"),
-        arg("--amounts", type=amounts, default="-2,-1,0,1,2", help="multiples of the direction (default -2,-1,0,1,2)"),
+        arg("--amounts", type=amounts, default="-2,-1,0,1,2",
+            help="multiples of the direction, as --amounts=-2,-1,0,1,2 (the default)"),
         arg("--out", default="edit.png", help="strip PNG to write"),
         arg("--data", help="the labelled CelebA folder (default: the run's data)"),
         arg("--split", default="train", choices=("train", "val", "test"),

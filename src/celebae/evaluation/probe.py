@@ -116,10 +116,17 @@ def plan(trained: TrainedRun, attributes: Attributes, data: str | None, split: s
 
 
 def probe(
-    trained: TrainedRun, out: str | Path, data: str | None = None, split: str = "train", k: int = 5, seed: int = 0
+    trained: TrainedRun,
+    out: str | Path,
+    data: str | None = None,
+    split: str = "train",
+    k: int = 5,
+    seed: int = 0,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Probe every attribute from every method; ``probe.csv`` (per attribute), ``probe.md`` and ``probe.png``
-    in ``out``. Returns the plan's sentence, the rows and the means with their intervals."""
+    """Probe every attribute (or ``only`` those named) from every method; ``probe.csv`` (per attribute),
+    ``probe.md`` and ``probe.png`` in ``out``. Returns the plan's sentence, the rows and the means with their
+    intervals."""
     from sklearn.model_selection import StratifiedKFold
 
     attributes = run_attributes(trained, data)
@@ -127,7 +134,8 @@ def probe(
     x_by_method = features(trained, chosen["train"], chosen["images"])
     labels, skipped = chosen["labels"], []
     probs: dict[str, dict[str, np.ndarray]] = {m: {} for m in x_by_method}
-    for j, name in enumerate(attributes.names):
+    chosen_names = only or attributes.names
+    for j, name in ((attributes.column(n), n) for n in chosen_names):
         y = labels[:, j]
         if min(y.sum(), len(y) - y.sum()) < MIN_CLASS:
             skipped.append(name)

@@ -253,7 +253,8 @@ def _detector(trained: TrainedRun) -> dict[str, Any] | None:
     if not (trained.path / DETECTOR).exists():
         return None
     detector = AnomalyDetector.load(trained)
-    return {**detector.record, "score": detector.score, "threshold": detector.thresholds[detector.score]}
+    threshold = detector.thresholds[detector.score]
+    return {**detector.record, "score": detector.score, "threshold": threshold, "file": DETECTOR}
 
 
 def _recipe(s: Any, summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -347,7 +348,7 @@ with baselines was recorded: run `celebae evaluate RUN --baselines pca,jpeg` bef
 {% endif %}{% if detector %}
 ## Anomaly detection
 
-`detector.safetensors` flags unusual images without the data: `AnomalyDetector.load(celebae.load(DIR))`
+`{{ detector.file }}` flags unusual images without the data: `AnomalyDetector.load(celebae.load(DIR))`
 then `.predict(images)` gives each image's score, p-value and flag. Score: **{{ detector.score }}**;
 threshold **{{ "%.4g"|format(detector.threshold) }}**, the {{ "%g"|format(100 * (1 - detector.fpr)) }}th
 percentile of its scores on {{ detector.calibration_images }} validation images (false-positive rate
