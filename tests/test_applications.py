@@ -117,7 +117,7 @@ def test_pca_detector_finds_noise_and_a_saved_detector_travels_with_the_model(sa
 
     assert main(["anomalies", str(sample_run), "--out", str(tmp_path / "a"), "--fpr", "0.05", "--top", "2"]) == 0
     rows = list(csv.DictReader(Path(tmp_path / "a" / "scores.csv").read_text().splitlines()))
-    assert len(rows) == 660 and {r["score"] for r in rows} == {"combined"}  # tools see the whole split
+    assert len(rows) == 660 and {r["score"] for r in rows} == {"mse"}  # tools see the whole split
     folder = tmp_path / "hub"
     assert main(["export", str(sample_run), "--format", "hub", "--out", str(folder)]) == 0
     assert "## Anomaly detection" in (folder / "README.md").read_text()

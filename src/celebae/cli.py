@@ -25,7 +25,7 @@ from typing import Any
 from .errors import CelebaeError
 from .quality.figures import MAX_GRID_IMAGES
 from .training.settings import Settings, load_settings, parse_value
-from .use.anomaly import SCORES
+from .use.anomaly import DEFAULT_SCORE, SCORES
 
 log = logging.getLogger("celebae")
 MAX_EXPLORE = 200_000  # faces the explorer holds codes of (all of CelebA's 202,599 is the most there is)
@@ -241,7 +241,7 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
         print(f"{r['rank']:>4}  MSE {r['mse']:.5f}  PSNR {r['psnr']:6.2f}  {r['file']}")
     written = [Path(args.out) / "ranking.csv", Path(args.out) / "anomalies.png"]
     if args.fpr is not None:
-        detector = calibrate(trained, args.fpr, args.score or "combined", args.data, args.fit_limit)
+        detector = calibrate(trained, args.fpr, args.score or DEFAULT_SCORE, args.data, args.fit_limit)
         print(f"threshold of {detector.score} at a false-positive rate of {args.fpr:g} on "
               f"{detector.record['calibration_images']:,} validation images: {detector.thresholds[detector.score]:.4g}"
               f" → {trained.path / DETECTOR}")  # fmt: skip
@@ -534,7 +534,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         arg("--top", type=at_least(1, MAX_GRID_IMAGES), default=8, help="images shown at each end"),
         arg("--fpr", type=rate, help="fit a detector on the training split, threshold it at this false-positive "
             "rate on the validation split, save it with the run, and flag the images (celebae[apps])"),
-        arg("--score", choices=SCORES, help="the score that flags (default: combined, or the saved detector's)"),
+        arg("--score", choices=SCORES, help=f"the score that flags (default: {DEFAULT_SCORE}, or the saved detector's)"),
         arg("--fit-limit", type=at_least(10), help="--fpr: only the first N images of each split fit and calibrate"),
     ]),
     "probe": (cmd_probe, "Linear probes from a run's codes to CelebA's attributes, beside PCA, pixels and chance.", [

@@ -37,6 +37,7 @@ from .latent import Images, split_images
 from .trained import ImageLike, TrainedRun
 
 SCORES = ("mse", "ssim", "mahalanobis", "combined")
+DEFAULT_SCORE = "mse"  # the best mean AUROC over the OOD sets on the sample (docs/applications.md)
 MIN_FIT_IMAGES = 10  # a covariance of fewer codes says nothing
 
 
@@ -51,7 +52,7 @@ class AnomalyDetector:
     ``predict``. ``score`` names the score that flags (one of ``SCORES``)."""
 
     codec: Codec
-    score: str = "combined"
+    score: str = DEFAULT_SCORE
     stats: dict[str, torch.Tensor] = field(default_factory=dict)  # mean, precision, log-score means and spreads
     val_scores: dict[str, np.ndarray] = field(default_factory=dict)
     fpr: float | None = None
@@ -177,7 +178,7 @@ class AnomalyDetector:
 
 
 def calibrate(
-    trained: TrainedRun, fpr: float, score: str = "combined", data: str | None = None, limit: int | None = None
+    trained: TrainedRun, fpr: float, score: str = DEFAULT_SCORE, data: str | None = None, limit: int | None = None
 ) -> AnomalyDetector:
     """A detector fitted on the training split of the run's data (or ``data``), its threshold set on the
     validation split at ``fpr``, and saved beside the model."""
