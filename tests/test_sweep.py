@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,11 @@ def test_the_report_s_studies_ship_in_the_wheel(tmp_path: Path) -> None:
     folders = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
     (Path(site) / "celebae-test-deps.pth").write_text("\n".join(folders) + "\n")
     wheel = next(wheel_dir.glob("celebae-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:  # the licence and the type hints' marker travel with the package
+        names = zf.namelist()
+        meta = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "celebae/py.typed" in names and any(n.endswith("licenses/LICENSE") for n in names), names
+    assert "License-Expression: MIT" in meta and "Project-URL: Documentation" in meta
     subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", wheel], check=True)
     where = subprocess.run([python, "-c", "import celebae; print(celebae.__file__)"], capture_output=True, text=True,
                            cwd=tmp_path)  # fmt: skip
