@@ -534,7 +534,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         arg("--top", type=at_least(1, MAX_GRID_IMAGES), default=8, help="images shown at each end"),
         arg("--fpr", type=rate, help="fit a detector on the training split, threshold it at this false-positive "
             "rate on the validation split, save it with the run, and flag the images (celebae[apps])"),
-        arg("--score", choices=SCORES, help=f"the score that flags (default: {DEFAULT_SCORE}, or the saved detector's)"),
+        arg("--score", choices=SCORES,
+            help=f"the score that flags (default: {DEFAULT_SCORE}, or the saved detector's)"),
         arg("--fit-limit", type=at_least(10), help="--fpr: only the first N images of each split fit and calibrate"),
     ]),
     "probe": (cmd_probe, "Linear probes from a run's codes to CelebA's attributes, beside PCA, pixels and chance.", [
