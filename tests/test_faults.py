@@ -343,7 +343,7 @@ def test_tools_on_too_few_images_are_one_line(trained: Path, tmp_path: Path, cap
     one_line_error(capsys, "the test split of", "has no images; choose another --split or --data")
     single = _folder_with_test_images(tmp_path / "one", 1)
     assert main(["map", str(trained), "--out", str(tmp_path / "m.png"), "--data", str(single)]) == 2
-    one_line_error(capsys, "a map needs at least 2 images; the test split has 1")
+    one_line_error(capsys, "a map needs more than 10 images; the test split has 1")
 
 
 def test_a_wrong_flag_shows_the_subcommands_usage(capsys) -> None:
