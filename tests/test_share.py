@@ -106,7 +106,7 @@ def test_every_tool_takes_the_folder(folder: Path, tmp_path: Path) -> None:
         ["interpolate", str(folder), str(face), str(face), "--out", str(tmp_path / "i.png")],
         ["neighbours", str(folder), str(face), "--out", str(tmp_path / "n.png"), "--limit", "8"],
         ["anomalies", str(folder), "--out", str(tmp_path / "a"), "--limit", "8"],
-        ["map", str(folder), "--out", str(tmp_path / "m.png"), "--limit", "8"],
+        ["map", str(folder), "--out", str(tmp_path / "m.png"), "--limit", "16"],
         ["evaluate", str(folder)],
         ["export", str(folder), "--format", "torchscript", "--out", str(tmp_path / "ts")],
     ):
