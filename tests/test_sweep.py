@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -234,3 +235,36 @@ def test_the_report_s_studies_ship_in_the_wheel(tmp_path: Path) -> None:
     assert own.returncode == 0 and len(own.stdout.splitlines()) == 2, own.stderr
     missing = subprocess.run([python, "-m", "celebae", "sweep", "exp9"], capture_output=True, text=True, cwd=tmp_path)
     assert missing.returncode == 2 and "neither a file nor a built-in study (budget, code_size, exp1" in missing.stderr
+
+
+def test_a_preempted_parallel_sweep_starts_nothing_more(tmp_path: Path) -> None:
+    """SIGTERM to the whole job (as a scheduler sends it) while two points train in two workers: both save,
+    and no worker goes on to the points the pool had queued; no process is left behind."""
+    study, out = _study(tmp_path), tmp_path / "pre"
+    cmd = [sys.executable, "-m", "celebae", "sweep", str(study), "--out", str(out), "--parallel", "2",
+           "--synthetic-size", "400", "--limit-train", "320", "--epochs", "50"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 180
+    while len([p for p in out.glob("*/metrics.csv") if len(p.read_text().splitlines()) > 3]) < 2:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143 and "stopped by SIGTERM" in err, err[-2000:]
+    deadline = time.time() + 60
+    while time.time() < deadline:  # the workers save, then leave
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("sweep workers were still running a minute after SIGTERM")
+    started = sorted(p.parent.name for p in out.glob("*/metrics.csv"))
+    assert len(started) == 2, started  # the two queued points never began
+    assert all((out / name / "checkpoints" / "last.safetensors").exists() for name in started)

@@ -25,12 +25,15 @@ Every process writes ``sweep.json`` and the tables when it is done, one at a tim
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import multiprocessing
 import os
+import signal
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +44,7 @@ from filelock import FileLock
 
 from ..errors import CelebaeError
 from ..training.claim import RunHeld, RunLock
-from ..training.loop import train
+from ..training.loop import STOP_SIGNALS, Stopped, train
 from ..training.rundir import RunDir, SweepDir
 from ..training.settings import Settings, read_toml
 from .report import write_tables_and_figures
@@ -205,8 +208,20 @@ def _claim_device(devices: Any) -> None:
     _worker_device = devices.get()
 
 
+_worker_stopped: Stopped | None = None  # the signal that stopped a run here: this worker starts no other
+
+
 def _run_in_worker(settings: Settings) -> tuple[str, str | None]:
-    return _run_point(settings, _worker_device)
+    """One point in a pool worker. The pool queues the next points ahead, and a signal that stops a run (a
+    preemption reaches every process of the job) must stop the worker too, so it passes the queued ones by."""
+    global _worker_stopped
+    if _worker_stopped is not None:
+        raise _worker_stopped
+    try:
+        return _run_point(settings, _worker_device)
+    except Stopped as stop:
+        _worker_stopped = stop
+        raise
 
 
 def _train_points(todo: list[Settings], parallel: int, gpus: int) -> dict[str, tuple[str, str | None]]:
@@ -221,8 +236,30 @@ def _train_points(todo: list[Settings], parallel: int, gpus: int) -> dict[str, t
     devices = ctx.Manager().Queue()
     for i in range(parallel):
         devices.put(f"cuda:{i % gpus}" if gpus > 1 else "auto")
-    with ProcessPoolExecutor(parallel, ctx, initializer=_claim_device, initargs=(devices,)) as pool:
+    pool = ProcessPoolExecutor(parallel, ctx, initializer=_claim_device, initargs=(devices,))
+    with _forward_stop_signals(), pool:
         return {s.out: result for s, result in zip(todo, pool.map(_run_in_worker, todo), strict=True)}
+
+
+@contextlib.contextmanager
+def _forward_stop_signals() -> Iterator[None]:
+    """While workers train, a stop signal to the sweep is passed to them: each saves and stops, the first
+    ``Stopped`` reaches the sweep through the pool, and the pool's exit waits for the others to save."""
+
+    def forward(signum: int, frame: Any) -> None:
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signum)
+
+    try:
+        previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
+    except ValueError:  # not the main thread: no signal handling
+        previous = {}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def sweep(

@@ -539,6 +539,9 @@ class Stopped(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+    def __reduce__(self) -> tuple:  # from a sweep's worker process to the sweep, by its number
+        return Stopped, (self.signum,)
+
 
 # Ctrl-C; what SLURM, Kubernetes, docker stop and torchrun send before a kill; SLURM's --signal warning
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR1", None)) if s is not None)
