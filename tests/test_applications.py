@@ -16,7 +16,7 @@ from celebae import AnomalyDetector, CelebaeError
 from celebae.cli import main
 from celebae.data.attributes import read_attributes
 from celebae.evaluation.ood import CORRUPTIONS, PCACodec, auroc_ap, ood_sets
-from celebae.evaluation.probe import auroc_rows, balanced_rows
+from celebae.quality.metrics import auroc_rows, balanced_rows
 from celebae.use.latent import split_images
 
 pytest.importorskip("sklearn", reason="the applications need scikit-learn: pip install 'celebae[apps]'")

@@ -115,12 +115,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.scoring import evaluate, format_table
 
+    given = [flag for flag, value in (("--limit", args.limit), ("--fpr", args.fpr), ("--out", args.out)) if value]
+    if given and not args.anomalies:
+        raise CelebaeError(f"{' and '.join(given)}: only with --anomalies")
     if args.anomalies:
         from .evaluation.ood import measure_ood
         from .use.trained import load
 
         out = Path(args.out or Path(args.run) / "anomaly-eval")
-        measure_ood(load(args.run, args.checkpoint, args.device), out, args.data, args.limit, args.fpr)
+        measure_ood(load(args.run, args.checkpoint, args.device), out, args.data, args.limit or 200, args.fpr or 0.05)
         print((out / "ood.md").read_text())
         print(f"→ {out / 'ood.csv'}, {out / 'ood.md'}")
         return 0
@@ -484,8 +487,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg | S
         arg("--anomalies", action="store_true",
             help="instead: how well the run's anomaly scores, and PCA's, tell the test faces from out-of-distribution "
                  "sets (AUROC, AP, 95%% intervals; celebae[apps])"),
-        arg("--limit", type=at_least(20, 100_000), default=200, help="--anomalies: images per set (default 200)"),
-        arg("--fpr", type=rate, default=0.05, help="--anomalies: the validation false-positive rate of the "
+        arg("--limit", type=at_least(20, 100_000), help="--anomalies: images per set (default 200)"),
+        arg("--fpr", type=rate, help="--anomalies: the validation false-positive rate of the "
             "threshold whose flags are counted (default 0.05)"),
         arg("--out", help="--anomalies: folder for ood.csv and ood.md (default RUN/anomaly-eval)"),
         DEVICE,

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from ..data.attributes import Attributes
 from ..errors import CelebaeError
 from ..quality.figures import plot_probe
+from ..quality.metrics import auroc_rows, balanced_rows
 from ..use.edits import run_attributes
 from ..use.latent import split_images
 from ..use.trained import TrainedRun
@@ -72,21 +72,6 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, method: str, folds: list[tuple[np.
         for fit, held in folds:
             p[held] = _classifier(method).fit(x[fit], y[fit]).predict_proba(x[held])[:, 1]
     return p
-
-
-def auroc_rows(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """AUROC of each row (resample) of scores ``p`` against labels ``y``: the Mann–Whitney U over n₀·n₁, from
-    scipy's ranks (equal to scikit-learn's roc_auc_score, ties included; vectorised over resamples)."""
-    ranks = rankdata(p, axis=1)
-    n1 = y.sum(1)
-    n0 = y.shape[1] - n1
-    return ((ranks * y).sum(1) - n1 * (n1 + 1) / 2) / np.maximum(n0 * n1, 1)
-
-
-def balanced_rows(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Balanced accuracy (mean of the two classes' recalls) of each row at the 0.5 probability threshold."""
-    hit = (p >= 0.5) == y.astype(bool)
-    return ((hit * y).sum(1) / np.maximum(y.sum(1), 1) + (hit * (1 - y)).sum(1) / np.maximum((1 - y).sum(1), 1)) / 2
 
 
 def plan(trained: TrainedRun, attributes: Attributes, data: str | None, split: str, k: int, seed: int) -> dict:
