@@ -189,12 +189,12 @@ def code_map(
 
     if method not in MAP_METHODS:
         raise CelebaeError(f"method must be pca or tsne, got {method!r}")
-    if len(images.files) <= 2 * TRUST_NEIGHBOURS:
-        raise CelebaeError(
-            f"a map needs more than {2 * TRUST_NEIGHBOURS} images; {images.name} has {len(images.files)}"
-        )
+    keep = np.isfinite(colour) if colour is not None else np.ones(len(images.files), bool)
+    if keep.sum() <= 2 * TRUST_NEIGHBOURS:  # trustworthiness needs more than twice its neighbours
+        labelled = " labelled" if colour is not None else ""
+        need, have = 2 * TRUST_NEIGHBOURS, int(keep.sum())
+        raise CelebaeError(f"a map needs more than {need}{labelled} images; {images.name} has {have}")
     codes, mse, _ = reconstruction_errors(trained, images.pixels)
-    keep = np.isfinite(colour) if colour is not None else np.ones(len(codes), bool)
     codes, values = codes[keep], (colour[keep] if colour is not None else mse)
     if method == "pca":
         pca = PCA(2).fit(codes)
